@@ -1,0 +1,257 @@
+"""The commands of product.md, as coroutines returning an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from transfer.engine import RunSummary, SendItem
+from transfer.errors import ConfigError, TransferError
+from transfer.journal import JournalView
+from transfer.models import RemoteTarget, join_remote, split_remote
+from transfer.progress import Event, FanoutSink, ProgressSink
+
+from .config import Config
+from .remotes import DatahubRemote, FileRemote, parse_remote
+from .render import JsonLines, PlainLines, RichProgress
+from .scanner import Excludes, ScanResult, scan
+from .service import Services, journal_path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class Output:
+    """Where a command writes: JSON lines, or text for people."""
+
+    def __init__(self, json_mode: bool, quiet: bool = False) -> None:
+        self.json = json_mode
+        self.quiet = quiet
+        self.jsonl = JsonLines()
+
+    def result(self, obj: dict[str, Any], text: str) -> None:
+        if self.json:
+            self.jsonl.print(obj)
+        elif not self.quiet or obj.get("files_failed"):
+            print(text)
+
+    def warn(self, text: str) -> None:
+        print(text, file=sys.stderr)
+
+
+# -- login ---------------------------------------------------------------------------------
+async def cmd_login(config: Config, out: Output) -> int:
+    services = await Services.open(config)
+    try:
+        user = await services.api.user()
+        expiry = await services.api.token_expiry()
+    finally:
+        await services.close()
+    when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(expiry)) if expiry else "unknown"
+    out.result(
+        {"event": "login", "user": user.user_name, "userId": user.user_id, "tenantId": user.tenant_id,
+         "token_expires": expiry},
+        f"logged in as {user.user_name} (userId {user.user_id}, tenant {user.tenant_id}); token valid until {when}",
+    )
+    return EXIT_OK
+
+
+# -- ls ------------------------------------------------------------------------------------
+async def cmd_ls(config: Config, out: Output, remote_text: str) -> int:
+    remote = parse_remote(remote_text)
+    if isinstance(remote, DatahubRemote):
+        raise ConfigError("listing datahub versions is not available in this build yet")
+    services = await Services.open(config)
+    try:
+        entries = await services.tree().list(remote.space, remote.path)
+    finally:
+        await services.close()
+    for e in sorted(entries, key=lambda e: (not e.is_dir, e.name)):
+        if out.json:
+            out.jsonl.print({"name": e.name, "path": e.path, "dir": e.is_dir, "size": e.size, "mtime_ms": e.mtime_ms})
+        else:
+            print(f"{'d' if e.is_dir else '-'} {e.size:>14} {e.name}{'/' if e.is_dir else ''}")
+    return EXIT_OK
+
+
+# -- sync ----------------------------------------------------------------------------------
+def plan_items(result: ScanResult, source: Path, remote: FileRemote) -> list[SendItem]:
+    """Map scanned files to targets below the remote folder."""
+    items = []
+    for local in result.files:
+        folder, name = split_remote(local.rel)
+        items.append(SendItem(local, RemoteTarget(remote.space, join_remote(remote.path, folder), name)))
+    return items
+
+
+async def remote_files(services: Services, remote: FileRemote, excludes: Excludes) -> dict[str, int]:
+    """Every file below the remote folder (relative path -> size), folders walked level by level."""
+    found: dict[str, int] = {}
+    pending = [""]
+    tree = services.tree()
+    while pending:
+        rel = pending.pop()
+        for entry in await tree.list(remote.space, join_remote(remote.path, rel)):
+            child = join_remote(rel, entry.name)
+            if excludes.excluded(child, is_dir=entry.is_dir):
+                continue
+            if entry.is_dir:
+                pending.append(child)
+            else:
+                found[child] = entry.size
+    return found
+
+
+async def cmd_sync(config: Config, out: Output, args: Any) -> int:
+    remote = parse_remote(args.remote)
+    if isinstance(remote, DatahubRemote):
+        raise ConfigError("datahub remotes are not available in this build yet")
+    source = Path(args.source)
+    if not await asyncio.to_thread(os.path.lexists, source):
+        raise ConfigError(f"source does not exist: {source}")
+    excludes = Excludes(list(args.exclude or []))
+    scanned = await asyncio.to_thread(scan, source, excludes)
+    items = plan_items(scanned, source, remote)
+    transport = args.transport or config.transfer.transport
+    services = await Services.open(config)
+    try:
+        sinks: list[ProgressSink] = []
+        if out.json:
+            sinks.append(out.jsonl)
+        for rel, problem in scanned.problems:
+            if out.json:
+                out.jsonl.emit(Event("failed", rel, str(remote), message=problem))
+            else:
+                out.warn(f"FAILED  {rel}: {problem}")
+        engine = await services.engine(transport, FanoutSink())
+        if args.dry_run:
+            return await _dry_run(services, engine, items, remote, excludes, scanned, args, out)
+        rich = RichProgress() if (not out.json and not out.quiet and sys.stderr.isatty()) else None
+        if rich is not None:
+            sinks.append(rich)
+        elif not out.json:
+            sinks.append(PlainLines(quiet=out.quiet))
+        engine.progress = FanoutSink(*sinks)
+        if rich is not None:
+            with rich:
+                summary = await engine.run(items, remote_prefix=remote.prefix())
+        else:
+            summary = await engine.run(items, remote_prefix=remote.prefix())
+        if args.delete:
+            await _delete_extra(services, remote, excludes, scanned, engine.progress, summary)
+    finally:
+        await services.close()
+    for rel, problem in scanned.problems:
+        summary.files_failed += 1
+        summary.failures.append((rel, problem))
+    _print_summary(out, summary, remote)
+    return EXIT_FAILED if summary.files_failed else EXIT_OK
+
+
+async def _delete_extra(
+    services: Services, remote: FileRemote, excludes: Excludes, scanned: ScanResult, progress: ProgressSink,
+    summary: RunSummary,
+) -> None:
+    local = {f.rel for f in scanned.files}
+    if scanned.problems:
+        # An unreadable folder would look empty and cause deletes of what it holds: refuse.
+        progress.emit(Event("info", message="--delete skipped: the source had unreadable entries"))
+        return
+    extra = sorted(rel for rel in await remote_files(services, remote, excludes) if rel not in local)
+    for start in range(0, len(extra), 100):
+        batch = extra[start : start + 100]
+        try:
+            await services.tree().delete(remote.space, [join_remote(remote.path, rel) for rel in batch])
+        except TransferError as exc:
+            summary.files_failed += len(batch)
+            summary.failures.extend((rel, f"delete failed: {exc}") for rel in batch)
+            continue
+        for rel in batch:
+            progress.emit(Event("deleted", rel, f"{remote.space}:/{join_remote(remote.path, rel)}"))
+
+
+async def _dry_run(services, engine, items, remote, excludes, scanned, args, out) -> int:  # type: ignore[no-untyped-def]
+    todo, unchanged = await engine.pending(items, remote.prefix())
+    deletes: list[str] = []
+    if args.delete:
+        local = {f.rel for f in scanned.files}
+        deletes = sorted(rel for rel in await remote_files(services, remote, excludes) if rel not in local)
+    for item in todo:
+        if out.json:
+            out.jsonl.print({"event": "would_send", "path": item.local.rel, "remote": item.remote, "size": item.local.size})
+        else:
+            print(f"would send   {item.local.rel} -> {item.remote} ({item.local.size} bytes)")
+    for rel in deletes:
+        target = f"{remote.space}:/{join_remote(remote.path, rel)}"
+        if out.json:
+            out.jsonl.print({"event": "would_delete", "remote": target})
+        else:
+            print(f"would delete {target}")
+    summary = {"dry_run": True, "files_total": len(items), "files_to_send": len(todo),
+               "files_unchanged": len(unchanged), "bytes_to_send": sum(i.local.size for i in todo),
+               "files_to_delete": len(deletes)}
+    out.result(summary, f"dry run: {len(todo)} to send, {len(unchanged)} unchanged, {len(deletes)} to delete;"
+                        " nothing was sent")
+    return EXIT_OK
+
+
+def _print_summary(out: Output, summary: RunSummary, remote: FileRemote) -> None:
+    d = summary.as_dict()
+    d["event"] = "summary"
+    d["remote"] = str(remote)
+    rate = summary.bytes_sent / summary.seconds / (1 << 20) if summary.seconds else 0.0
+    text = (
+        f"{summary.files_sent} sent, {summary.files_skipped} unchanged, {summary.files_failed} failed"
+        f" of {summary.files_total} files; {summary.bytes_sent} of {summary.bytes_total} bytes sent"
+        f" in {summary.seconds:.1f}s ({rate:.1f} MiB/s)"
+        + (f" via {', '.join(sorted(summary.transports))}" if summary.transports else "")
+    )
+    if summary.failures and not out.json:
+        text += "\nfailed:\n" + "\n".join(f"  {p}: {e}" for p, e in summary.failures)
+    out.result(d, text)
+
+
+# -- status --------------------------------------------------------------------------------
+def cmd_status(config: Config, out: Output) -> int:
+    view = JournalView(journal_path(config))
+    if not view.exists():
+        out.result({"event": "status", "remotes": []}, f"no journal yet at {view.path}")
+        return EXIT_OK
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in view.summary():
+        key = (row["job"], _remote_root(row["remote"]))
+        g = groups.setdefault(key, {"job": row["job"], "remote": key[1], "done": 0, "queued": 0, "active": 0,
+                                    "failed": 0, "bytes_done": 0, "bytes_total": 0})
+        state = row["state"]
+        bucket = {"done": "done", "failed": "failed", "sending": "active", "merged": "active"}.get(state, "queued")
+        g[bucket] += 1
+        g["bytes_total"] += row["size"]
+        if state == "done":
+            g["bytes_done"] += row["size"]
+    failures = view.failures()
+    if out.json:
+        out.jsonl.print({"event": "status", "remotes": list(groups.values()),
+                         "errors": [{"path": f["local_path"], "remote": f["remote"].split(" ", 1)[-1],
+                                     "error": f["last_error"], "attempts": f["attempts"]} for f in failures]})
+        return EXIT_OK
+    print(f"journal: {view.path}")
+    for g in groups.values():
+        job = f"[{g['job']}] " if g["job"] else ""
+        print(f"{job}{g['remote']}: {g['done']} done, {g['active']} active, {g['queued']} queued,"
+              f" {g['failed']} failed; {g['bytes_done']} of {g['bytes_total']} bytes")
+    if failures:
+        print("last errors:")
+        for f in failures:
+            print(f"  {f['local_path']} -> {f['remote'].split(' ', 1)[-1]}: {f['last_error']}")
+    return EXIT_OK
+
+
+def _remote_root(remote: str) -> str:
+    """'host#5 private:/a/b/c.txt' -> 'private:/a' (the first folder level groups the summary)."""
+    target = remote.split(" ", 1)[-1]
+    space, _, path = target.partition(":/")
+    top = path.split("/", 1)[0] if "/" in path else ""
+    return f"{space}:/{top}"

@@ -1,0 +1,213 @@
+"""Configuration: TOML + environment, validated with pydantic, refused with key, value and reason."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from transfer.errors import ConfigError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "ki": 1024, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+          "mi": 1024**2, "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gi": 1024**3, "gib": 1024**3,
+          "t": 1000**4, "tb": 1000**4, "ti": 1024**4, "tib": 1024**4}
+
+
+def parse_size(value: str | int) -> int:
+    """'8MiB' -> 8388608; '20MB' -> 20000000; a bare number is bytes."""
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+    match = _SIZE.match(value)
+    if not match or match.group(2) is None and not match.group(1):
+        raise ValueError(f"not a size (use e.g. 8MiB, 512KiB, 1048576): {value!r}")
+    unit = (match.group(2) or "").lower()
+    if unit not in _UNITS:
+        raise ValueError(f"unknown size unit {match.group(2)!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PlatformConfig(_Section):
+    url: str = ""
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    password_file: str = ""
+    password_key: SecretStr = SecretStr("")
+    token: SecretStr = SecretStr("")
+    ca_bundle: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+    @field_validator("password_key")
+    @classmethod
+    def _key(cls, v: SecretStr) -> SecretStr:
+        n = len(v.get_secret_value().encode("utf-8"))
+        if n and n not in (16, 24, 32):
+            raise ValueError(f"must be 16, 24 or 32 bytes long (AES key), is {n}")
+        return v
+
+
+class TransferConfig(_Section):
+    chunk_size: int = Field(default=8 << 20)
+    transfers: int = Field(default=4, ge=1, le=256)
+    chunks_per_file: int = Field(default=4, ge=1, le=64)
+    bandwidth_limit: int = 0
+    transport: Literal["auto", "http", "sftp"] = "auto"
+    small_file_threshold: int = Field(default=1 << 20)
+
+    @field_validator("chunk_size", "small_file_threshold", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int:
+        return parse_size(v)
+
+    @field_validator("chunk_size")
+    @classmethod
+    def _chunk_range(cls, v: int) -> int:
+        if not (64 << 10) <= v <= (1 << 30):
+            raise ValueError("must be between 64KiB and 1GiB")
+        return v
+
+    @field_validator("bandwidth_limit", mode="before")
+    @classmethod
+    def _rate(cls, v: Any) -> int:
+        if v in ("", None, 0):
+            return 0
+        if isinstance(v, str):
+            v = re.sub(r"/s$", "", v.strip())
+        return parse_size(v)
+
+
+class SftpConfig(_Section):
+    known_hosts: str = ""
+    allow_password_reset: bool = False
+    stale_part_age: float = Field(default=7 * 86400, ge=0)
+
+
+class StateConfig(_Section):
+    dir: str = ""
+
+
+class WatchConfig(_Section):
+    source: str
+    remote: str
+    exclude: list[str] = Field(default_factory=list)
+    settle_seconds: float = Field(default=5.0, ge=0)
+    delete: bool = False
+
+
+class DaemonConfig(_Section):
+    metrics: str = ""
+    rescan_seconds: float = Field(default=3600.0, gt=0)
+    max_delete: int = Field(default=1000, ge=0)
+    grace_seconds: float = Field(default=10.0, ge=0)
+
+
+class Config(_Section):
+    """The whole configuration file."""
+
+    platform: PlatformConfig = Field(default_factory=PlatformConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+    sftp: SftpConfig = Field(default_factory=SftpConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    watch: list[WatchConfig] = Field(default_factory=list)
+
+    def state_dir(self) -> Path:
+        return Path(self.state.dir).expanduser() if self.state.dir else Path(platformdirs.user_state_dir("hubsync"))
+
+    def password(self) -> str:
+        """The password from the config/environment, else from password_file."""
+        secret = self.platform.password.get_secret_value()
+        if secret or not self.platform.password_file:
+            return secret
+        path = Path(self.platform.password_file).expanduser()
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"platform.password_file: cannot read {path}: {exc.strerror}") from exc
+
+
+ENV = {
+    "HUBSYNC_URL": ("platform", "url"),
+    "HUBSYNC_USERNAME": ("platform", "username"),
+    "HUBSYNC_PASSWORD": ("platform", "password"),
+    "HUBSYNC_PASSWORD_KEY": ("platform", "password_key"),
+    "HUBSYNC_TOKEN": ("platform", "token"),
+    "HUBSYNC_STATE_DIR": ("state", "dir"),
+}
+SECRET_KEYS = {("platform", "password"), ("platform", "token"), ("platform", "password_key")}
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        shown = "<hidden>" if any(s in key for s in ("password", "token")) else repr(value)
+        reason = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key"
+        lines.append(f"  {key} = {shown}: {reason}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> tuple[Config, list[str]]:
+    """Load the file (if any) and apply the environment; returns the config and warnings."""
+    env = dict(os.environ if env is None else env)
+    warnings: list[str] = []
+    raw: dict[str, Any] = {}
+    origin = "environment"
+    chosen = path or env.get("HUBSYNC_CONFIG")
+    if chosen:
+        file = Path(chosen).expanduser()
+        origin = str(file)
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {file}") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file} is not valid TOML: {exc}") from exc
+        platform = raw.get("platform") if isinstance(raw.get("platform"), dict) else {}
+        if any(platform.get(k) for k in ("password", "token", "password_key")):
+            warnings.extend(_exposure_warning(file))
+    for var, (section, key) in ENV.items():
+        if env.get(var):
+            raw.setdefault(section, {})
+            if isinstance(raw[section], dict):
+                raw[section][key] = env[var]
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from exc
+    if config.platform.password_file:
+        warnings.extend(_exposure_warning(Path(config.platform.password_file).expanduser()))
+    return config, warnings
+
+
+def _exposure_warning(path: Path) -> list[str]:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return [f"warning: {path} holds a secret and is readable by group or others; fix: chmod 600 {path}"]
+    return []

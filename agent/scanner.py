@@ -1,0 +1,97 @@
+"""Walk a source into LocalFile values: excludes, symlinks, special and unreadable entries."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+
+from transfer.models import LocalFile
+
+# Names hubsync itself writes (SFTP partial files); never sent, never deleted by --delete.
+OWN_TEMP_SUFFIX = ".hubsync-part"
+
+
+@dataclass
+class ScanResult:
+    """Regular files found, and the entries that could not be taken (each with a reason)."""
+
+    files: list[LocalFile] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    directories: list[str] = field(default_factory=list)
+
+
+class Excludes:
+    """gitignore-style patterns, matched against '/'-separated paths below the source."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns = list(patterns)
+        self.spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
+
+    def excluded(self, rel: str, is_dir: bool = False) -> bool:
+        name = rel.rsplit("/", 1)[-1]
+        if name.endswith(OWN_TEMP_SUFFIX):
+            return True
+        if not self.patterns:
+            return False
+        return self.spec.match_file(rel + "/" if is_dir else rel)
+
+
+def scan(source: Path, excludes: Excludes) -> ScanResult:
+    """Walk `source` (a folder or a single file). Blocking: call it in a thread."""
+    result = ScanResult()
+    try:
+        st = os.stat(source)
+    except OSError as exc:
+        result.problems.append((str(source), f"cannot read source: {exc.strerror}"))
+        return result
+    if stat.S_ISREG(st.st_mode):
+        result.files.append(_local(source, source.name, st))
+        return result
+    if not stat.S_ISDIR(st.st_mode):
+        result.problems.append((str(source), "source is not a regular file or a folder"))
+        return result
+    visited = {(st.st_dev, st.st_ino)}
+    stack: list[tuple[Path, str]] = [(source, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            result.problems.append((prefix or ".", f"unreadable folder: {exc.strerror}"))
+            continue
+        for entry in entries:
+            rel = f"{prefix}/{entry.name}" if prefix else entry.name
+            try:
+                est = entry.stat(follow_symlinks=True)
+            except OSError as exc:
+                if entry.is_symlink():
+                    result.problems.append((rel, "broken symbolic link"))
+                else:
+                    result.problems.append((rel, f"cannot stat: {exc.strerror}"))
+                continue
+            if stat.S_ISDIR(est.st_mode):
+                if excludes.excluded(rel, is_dir=True):
+                    continue
+                key = (est.st_dev, est.st_ino)
+                if key in visited:
+                    # A symlink back into the tree (or a bind-mount loop): never followed twice.
+                    result.problems.append((rel, "folder already visited (symbolic link loop); skipped"))
+                    continue
+                visited.add(key)
+                result.directories.append(rel)
+                stack.append((Path(entry.path), rel))
+            elif stat.S_ISREG(est.st_mode):
+                if not excludes.excluded(rel):
+                    result.files.append(_local(Path(entry.path), rel, est))
+            elif not excludes.excluded(rel):
+                result.problems.append((rel, "special file (device, socket or pipe); skipped"))
+    result.files.sort(key=lambda f: f.rel)
+    return result
+
+
+def _local(path: Path, rel: str, st: os.stat_result) -> LocalFile:
+    return LocalFile(path=path, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, device=st.st_dev)

@@ -1,0 +1,101 @@
+"""The composition root: builds the client, journal and destinations from the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from transfer.api import PlatformClient
+from transfer.destinations.base import Destination
+from transfer.destinations.chunked import ChunkedDestination, FileStorageTree
+from transfer.engine import Engine
+from transfer.errors import ConfigError
+from transfer.folders import RemoteFolders
+from transfer.journal import Journal
+from transfer.progress import ProgressSink
+
+from .config import Config
+
+
+def make_client(config: Config) -> PlatformClient:
+    """A PlatformClient from [platform]; ConfigError when something required is missing."""
+    p = config.platform
+    if not p.url:
+        raise ConfigError("platform.url is not set (config file or HUBSYNC_URL)")
+    token = p.token.get_secret_value()
+    password = config.password()
+    if not token and not (p.username and password and p.password_key.get_secret_value()):
+        raise ConfigError(
+            "no credentials: set platform.username, platform.password (or password_file) and"
+            " platform.password_key, or platform.token (HUBSYNC_USERNAME, HUBSYNC_PASSWORD,"
+            " HUBSYNC_PASSWORD_KEY, HUBSYNC_TOKEN)"
+        )
+    return PlatformClient(
+        p.url,
+        username=p.username,
+        password=password,
+        password_key=p.password_key.get_secret_value(),
+        token=token,
+        ca_bundle=p.ca_bundle,
+        connections=max(16, config.transfer.transfers * config.transfer.chunks_per_file * 2),
+    )
+
+
+def journal_path(config: Config) -> Path:
+    return config.state_dir() / "journal.sqlite3"
+
+
+@dataclass
+class Services:
+    """Everything one run needs, built once and passed down."""
+
+    config: Config
+    api: PlatformClient
+    journal: Journal
+    folders: RemoteFolders
+
+    @classmethod
+    async def open(cls, config: Config) -> Services:
+        api = make_client(config)
+        journal = await Journal(journal_path(config)).open()
+        return cls(config=config, api=api, journal=journal, folders=RemoteFolders(api))
+
+    async def close(self) -> None:
+        await self.api.close()
+        await self.journal.close()
+
+    async def namespace(self) -> str:
+        user = await self.api.user()
+        return f"{self.api.host}#{user.user_id} "
+
+    def http_destination(self) -> ChunkedDestination:
+        t = self.config.transfer
+        return ChunkedDestination(
+            self.api,
+            self.folders,
+            chunk_size=t.chunk_size,
+            chunks_per_file=t.chunks_per_file,
+            small_file_threshold=t.small_file_threshold,
+        )
+
+    def tree(self) -> FileStorageTree:
+        return FileStorageTree(self.api)
+
+    def file_destinations(self, transport: str) -> tuple[Destination, Destination | None]:
+        """(primary, fallback) for the private/public spaces."""
+        if transport == "sftp":
+            raise ConfigError("the SFTP transport is not available in this build yet")
+        return self.http_destination(), None
+
+    async def engine(self, transport: str, progress: ProgressSink) -> Engine:
+        primary, fallback = self.file_destinations(transport)
+        t = self.config.transfer
+        return Engine(
+            self.journal,
+            primary,
+            fallback=fallback,
+            progress=progress,
+            transfers=t.transfers,
+            chunk_size=t.chunk_size,
+            namespace=await self.namespace(),
+        )

@@ -1,0 +1,364 @@
+"""PlatformClient: one aiohttp session, the auth flow, one method per platform call."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .auth import TokenSource, encrypt_password, jwt_claims
+from .envelope import Envelope, PlatformRefused, classify
+from .errors import AuthExpired, AuthFailed, Fatal, Retryable
+from .models import CheckResult, RemoteEntry, SftpAccount, Space, UserInfo, join_remote
+from .pacer import Pacer
+
+LIST_PAGE = 100
+FormFactory = Callable[[], aiohttp.FormData]
+
+
+def wire_path(path: str) -> str:
+    """The form every call takes a folder in: '/a/b', and '/' for the space root."""
+    return "/" + join_remote(path)
+
+
+def _parse_size(text: str) -> int:
+    """'4.00KB' -> 4096: only a fallback when fileSizeBytes is missing."""
+    units = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+    text = text.strip().upper()
+    for unit in sorted(units, key=len, reverse=True):
+        if text.endswith(unit):
+            try:
+                return int(float(text[: -len(unit)]) * units[unit])
+            except ValueError:
+                return 0
+    try:
+        return int(float(text))
+    except ValueError:
+        return 0
+
+
+def _truthy(value: object) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
+
+
+class PlatformClient:
+    """The platform's HTTP API. Methods classify errors; the Pacer retries; 401 re-logs in once."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str = "",
+        password: str = "",
+        password_key: str = "",
+        token: str = "",
+        ca_bundle: str = "",
+        pacer: Pacer | None = None,
+        clock: Callable[[], float] = time.time,
+        connect_timeout: float = 30.0,
+        read_timeout: float = 300.0,
+        connections: int = 64,
+    ) -> None:
+        self.base_url = url.rstrip("/")
+        if urlsplit(self.base_url).scheme not in ("http", "https"):
+            raise Fatal(f"platform url must start with http:// or https://, got {url!r}")
+        self._username = username
+        self._password = password
+        self._password_key = password_key
+        self._ca_bundle = ca_bundle
+        self.pacer = pacer or Pacer()
+        can_login = bool(username and password and password_key)
+        if not can_login and not token:
+            raise AuthFailed("no credentials: set username, password and password_key, or a token")
+        self.tokens = TokenSource(self._login if can_login else None, static_token=token or None, clock=clock)
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+        self._user: UserInfo | None = None
+        self._user_lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).hostname or ""
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if urlsplit(self.base_url).scheme != "https":
+            return True
+        context = ssl.create_default_context()  # verification is never switched off
+        if self._ca_bundle:
+            context.load_verify_locations(cafile=self._ca_bundle)
+        return context
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl())
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> PlatformClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- the request cycle -----------------------------------------------------------------
+    async def _send(
+        self, method: str, path: str, token: str | None, json_body: Any, form: FormFactory | None
+    ) -> Envelope:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        kwargs: dict[str, Any] = {"headers": headers}
+        if form is not None:
+            kwargs["data"] = form()
+        elif json_body is not None:
+            kwargs["json"] = json_body
+        try:
+            async with self.session.request(method, self.base_url + path, **kwargs) as resp:
+                body = await resp.read()
+                return classify(resp.status, body, resp.headers.get("Retry-After"), endpoint=path)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            raise Retryable(f"{type(exc).__name__}: {exc}".rstrip(": "), endpoint=path) from exc
+
+    async def _authed(self, method: str, path: str, json_body: Any, form: FormFactory | None) -> Envelope:
+        token = await self.tokens.get()
+        try:
+            return await self._send(method, path, token, json_body, form)
+        except AuthExpired:
+            token = await self.tokens.refresh(token)
+        try:
+            return await self._send(method, path, token, json_body, form)
+        except AuthExpired as exc:
+            # A fresh token refused at once: either it expired in between (short lifetimes) or
+            # the platform is flapping. Let the pacer space out another full attempt.
+            raise Retryable(f"token refused right after logging in: {exc.message}", endpoint=path) from exc
+
+    async def call(
+        self, path: str, body: Any = None, *, method: str = "POST", form: FormFactory | None = None
+    ) -> Envelope:
+        """One authenticated call with retries; returns the success envelope or raises."""
+        return await self.pacer.call(lambda: self._authed(method, path, body, form), what=path)
+
+    async def _login(self) -> str:
+        cipher = encrypt_password(self._password, self._password_key)
+        body = {"username": self._username, "password": cipher}
+
+        # One attempt: login runs inside a call's pacer, which retries the whole flow.
+        try:
+            envelope = await self._send("POST", "/prod-api/login", None, body, None)
+        except (PlatformRefused, AuthExpired) as exc:
+            raise AuthFailed(f"login refused for user {self._username!r}: {exc.message}", endpoint="/prod-api/login") from exc
+        token = (envelope.model_extra or {}).get("token") or (
+            envelope.data.get("token") if isinstance(envelope.data, dict) else None
+        )
+        if not isinstance(token, str) or not token:
+            raise AuthFailed("login answered without a token", endpoint="/prod-api/login")
+        return token
+
+    # -- identity --------------------------------------------------------------------------
+    async def user(self) -> UserInfo:
+        """The caller's userId (from getInfo, cached for the client's life)."""
+        async with self._user_lock:
+            if self._user is None:
+                envelope = await self.call("/prod-api/getInfo", method="GET")
+                extra = envelope.model_extra or {}
+                user = extra.get("user") or (envelope.data or {}).get("user") or {}
+                if not isinstance(user, dict) or user.get("userId") is None:
+                    raise Fatal("getInfo answered without user.userId", endpoint="/prod-api/getInfo")
+                self._user = UserInfo(
+                    user_id=str(user["userId"]),
+                    user_name=str(user.get("userName", "")),
+                    tenant_id=str(user.get("tenantId", "")),
+                )
+            return self._user
+
+    async def token_expiry(self) -> float | None:
+        await self.tokens.get()
+        token = self.tokens.current()
+        return token.expires_at if token else None
+
+    def token_claims(self) -> dict[str, object]:
+        token = self.tokens.current()
+        return jwt_claims(token.value) if token else {}
+
+    # -- folders ---------------------------------------------------------------------------
+    async def list_folder(self, space: Space, folder: str) -> list[RemoteEntry]:
+        """Every entry of a folder, all pages (requestBegin is a 1-based item index)."""
+        uid = (await self.user()).user_id
+        entries: dict[str, RemoteEntry] = {}
+        begin = 1
+        while True:
+            body = {
+                "fileName": "",
+                "path": wire_path(folder),
+                "requestBegin": begin,
+                "requestFileAccount": LIST_PAGE,
+                "userId": None if space.is_public else uid,
+            }
+            envelope = await self.call("/api/file/file/getFolderInfo", body)
+            rows = envelope.result
+            if isinstance(rows, dict):  # tolerate {"list"/"rows"/"records": [...]} wrappers
+                rows = rows.get("list") or rows.get("rows") or rows.get("records") or []
+            rows = rows or []
+            new = 0
+            for row in rows:
+                if not isinstance(row, dict) or not row.get("fileName"):
+                    continue
+                name = str(row["fileName"])
+                if name in entries:
+                    continue
+                new += 1
+                size_bytes = row.get("fileSizeBytes")
+                size = int(size_bytes) if isinstance(size_bytes, int | float | str) and str(size_bytes).isdigit() else _parse_size(str(row.get("fileSize", "0")))
+                is_dir = _truthy(row.get("isDirectory", row.get("isDirection", "0")))
+                mtime = row.get("lastModifyTime")
+                entries[name] = RemoteEntry(
+                    name=name,
+                    path=join_remote(folder, name),
+                    is_dir=is_dir,
+                    size=0 if is_dir else size,
+                    mtime_ms=int(mtime) if isinstance(mtime, int | float) else None,
+                )
+            # A platform reading requestBegin as a page number would repeat rows: stop then.
+            if len(rows) < LIST_PAGE or new == 0:
+                return list(entries.values())
+            begin += len(rows)
+
+    async def add_folder(self, space: Space, parent: str, name: str) -> None:
+        uid = (await self.user()).user_id
+        path = "/api/file/file/addPublicFolder" if space.is_public else "/api/file/file/addFolder"
+        body = {"folderName": name, "parentPath": wire_path(parent), "userId": uid, "publicUserId": uid}
+        await self.call(path, body)
+
+    async def delete(self, space: Space, paths: list[str]) -> None:
+        uid = (await self.user()).user_id
+        path = (
+            "/api/file/file/deletePublicFileOrDictory" if space.is_public else "/api/file/file/deleteFileOrDictory"
+        )
+        await self.call(path, {"sPath": [wire_path(p) for p in paths], "userId": uid, "publicUserId": uid})
+
+    # -- uploads ---------------------------------------------------------------------------
+    async def simple_upload(self, space: Space, folder: str, name: str, data: bytes) -> None:
+        """One-request upload (no md5, no resume): zero-byte and small files."""
+        uid = (await self.user()).user_id
+
+        def form() -> aiohttp.FormData:
+            # quote_fields=False: the platform takes the part's filename literally (raw UTF-8).
+            fd = aiohttp.FormData(quote_fields=False)
+            fd.add_field("file", data, filename=name, content_type="application/octet-stream")
+            if space.is_public:
+                fd.add_field("publicUserId", uid)
+            fd.add_field("currentPath", wire_path(folder))
+            return fd
+
+        path = "/api/file/file/uploadPublicFolder" if space.is_public else "/api/file/file/uploadFolder"
+        await self.call(path, form=form)
+
+    async def check_file(self, space: Space, folder: str, name: str, md5: str, size: int) -> CheckResult:
+        uid = (await self.user()).user_id
+        body = {
+            "userId": uid,
+            "isPublic": space.is_public,
+            "fileName": name,
+            "fileMd5": md5,
+            "fileSize": size,
+            "currentPath": wire_path(folder),
+        }
+        envelope = await self.call("/api/file/file/checkFileExist", body)
+        result = envelope.result if isinstance(envelope.result, dict) else {}
+        try:
+            status = int(result.get("fileStatus", 2))
+        except (TypeError, ValueError):
+            status = 2
+        chunks: dict[int, str] = {}
+        for item in result.get("chunks") or []:
+            if isinstance(item, dict) and item.get("index") is not None:
+                try:
+                    chunks[int(item["index"])] = str(item.get("md5") or "").lower()
+                except (TypeError, ValueError):
+                    continue
+        return CheckResult(held=status == 1, chunks=chunks)
+
+    async def upload_chunk(
+        self,
+        space: Space,
+        folder: str,
+        name: str,
+        *,
+        file_md5: str,
+        index: int,
+        total: int,
+        data: bytes | memoryview,
+        chunk_md5: str,
+    ) -> None:
+        uid = (await self.user()).user_id
+
+        def form() -> aiohttp.FormData:
+            fd = aiohttp.FormData(quote_fields=False)
+            fd.add_field("userId", uid)
+            fd.add_field("isPublic", "true" if space.is_public else "false")
+            fd.add_field("currentPath", wire_path(folder))
+            fd.add_field("fileName", name)
+            fd.add_field("fileMd5", file_md5)
+            fd.add_field("chunkSize", str(len(data)))
+            fd.add_field("chunkMd5", chunk_md5)
+            fd.add_field("index", str(index))
+            fd.add_field("total", str(total))
+            fd.add_field("chunk", bytes(data) if isinstance(data, memoryview) else data,
+                         filename=name, content_type="application/octet-stream")
+            return fd
+
+        await self.call("/api/file/file/uploadFile", form=form)
+
+    async def merge(self, space: Space, folder: str, name: str, *, file_md5: str, size: int, total: int) -> None:
+        uid = (await self.user()).user_id
+        body = {
+            "userId": uid,
+            "isPublic": space.is_public,
+            "currentPath": wire_path(folder),
+            "fileName": name,
+            "fileMd5": file_md5,
+            "fileSize": size,
+            "total": total,
+        }
+        await self.call("/api/file/file/mergeFile", body)
+
+    # -- SFTP accounts ---------------------------------------------------------------------
+    def _account(self, envelope: Envelope, endpoint: str) -> SftpAccount:
+        result = envelope.result if isinstance(envelope.result, dict) else {}
+        try:
+            port = int(str(result.get("port") or "22"))
+        except ValueError as exc:
+            raise Fatal(f"SFTP port is not a number: {result.get('port')!r}", endpoint=endpoint) from exc
+        if not result.get("username") or not result.get("password"):
+            raise Fatal("SFTP account answered without username or password", endpoint=endpoint)
+        return SftpAccount(
+            username=str(result["username"]),
+            password=str(result["password"]),
+            host=str(result.get("address") or "") or self.host,
+            port=port,
+        )
+
+    async def sftp_account(self, space: Space) -> SftpAccount:
+        uid = (await self.user()).user_id
+        endpoint = "/api/file/user/queryUserInfo"
+        envelope = await self.call(endpoint, {"userId": uid, "svcType": "sftp", "isPublic": space.is_public})
+        return self._account(envelope, endpoint)
+
+    async def reset_sftp_password(self, space: Space) -> SftpAccount:
+        """Ask the platform to generate a new SFTP password (affects every user of the account)."""
+        endpoint = "/api/file/user/updateUserInfo"
+        envelope = await self.call(endpoint, {"isPublic": space.is_public, "password": "hubsync-reset"})
+        return self._account(envelope, endpoint)

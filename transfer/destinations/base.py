@@ -1,0 +1,87 @@
+"""The seam every transport implements, and the per-file resume state the engine hands it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import LocalFileChanged
+from ..journal import FileRecord, Journal
+from ..models import Digest, LocalFile, RemoteEntry, RemoteTarget, Space
+
+# (bytes done, whether they crossed the network): held chunks advance progress but are not sent.
+OnBytes = Callable[[int, bool], None]
+
+
+class ResumeState:
+    """What one transfer may remember between attempts, stored in the journal by the engine."""
+
+    def __init__(self, journal: Journal, record: FileRecord, md5: str, chunk_size: int) -> None:
+        self._journal = journal
+        self.record = record
+        self.md5 = md5
+        self.chunk_size = chunk_size
+        self._data: dict[str, Any] = dict(record.resume)
+
+    async def acked_chunks(self) -> dict[int, str]:
+        return await self._journal.acked_chunks(self.record.id, self.md5, self.chunk_size)
+
+    async def ack_chunk(self, index: int, chunk_md5: str, length: int) -> None:
+        await self._journal.ack_chunk(self.record.id, self.md5, self.chunk_size, index, chunk_md5, length)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    async def put(self, **values: Any) -> None:
+        """Merge `values` into the resume blob and persist it before returning."""
+        self._data.update(values)
+        await self._journal.update(self.record.id, resume=self._data)
+
+    async def reset(self) -> None:
+        self._data = {}
+        await self._journal.update(self.record.id, resume={})
+        await self._journal.clear_chunks(self.record.id)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The result of checking a target after sending: None error means it shows as expected."""
+
+    target: RemoteTarget
+    error: str | None
+
+
+class Destination(Protocol):
+    """A transport into one kind of remote (HTTP chunk protocol, SFTP, datahub)."""
+
+    transport: str
+
+    async def send(
+        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
+    ) -> None:
+        """Make `target` hold `local`'s content, committed atomically; raise a TransferError if not."""
+        ...
+
+    async def confirm(self, items: list[tuple[RemoteTarget, int]]) -> list[Confirmation]:
+        """Check that each target now shows with the given size."""
+        ...
+
+
+class RemoteTree(Protocol):
+    """Listing and deleting on the remote side (for --delete, ls and verification)."""
+
+    async def list(self, space: Space, folder: str) -> list[RemoteEntry]: ...
+
+    async def delete(self, space: Space, paths: list[str]) -> None: ...
+
+
+def ensure_unchanged(local: LocalFile) -> None:
+    """Raise LocalFileChanged if the file's stat differs from when it was hashed (blocking)."""
+    try:
+        st = os.stat(local.path)
+    except OSError as exc:
+        raise LocalFileChanged(f"{local.rel} disappeared: {exc.strerror}") from exc
+    if (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev) != (local.size, local.mtime_ns, local.inode, local.device):
+        raise LocalFileChanged(f"{local.rel} changed while it was sent")

@@ -1,0 +1,151 @@
+"""The platform's md5 chunk protocol: check, upload missing chunks in parallel, merge, confirm."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from ..api import PlatformClient
+from ..envelope import PlatformRefused
+from ..errors import LocalFileChanged
+from ..folders import RemoteFolders
+from ..hashing import md5_hex, read_span
+from ..models import ChunkPlan, Digest, LocalFile, RemoteEntry, RemoteTarget, Space
+from .base import Confirmation, OnBytes, ResumeState, ensure_unchanged
+
+SMALL_FILE_THRESHOLD = 1 << 20
+
+
+class ChunkedDestination:
+    """Private or public file storage through checkFileExist / uploadFile / mergeFile."""
+
+    transport = "http"
+
+    def __init__(
+        self,
+        api: PlatformClient,
+        folders: RemoteFolders,
+        *,
+        chunk_size: int = 8 << 20,
+        chunks_per_file: int = 4,
+        small_file_threshold: int = SMALL_FILE_THRESHOLD,
+        merge_attempts: int = 3,
+    ) -> None:
+        self.api = api
+        self.folders = folders
+        self.chunk_size = chunk_size
+        self.chunks_per_file = chunks_per_file
+        self.small_file_threshold = min(small_file_threshold, chunk_size)
+        self.merge_attempts = merge_attempts
+        self.chunk_requests = 0
+
+    async def send(
+        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
+    ) -> None:
+        await self.folders.ensure(target.space, target.folder)
+        if local.size == 0 or local.size < self.small_file_threshold:
+            await self._send_small(local, digest, target, on_bytes)
+            return
+        plan = ChunkPlan(local.size, self.chunk_size)
+        for attempt in range(1, self.merge_attempts + 1):
+            check = await self.api.check_file(target.space, target.folder, target.name, digest.md5, local.size)
+            if not check.held:
+                await self._send_missing(local, digest, target, plan, check.chunks, resume, on_bytes)
+            await asyncio.to_thread(ensure_unchanged, local)
+            try:
+                await self.api.merge(
+                    target.space, target.folder, target.name, file_md5=digest.md5, size=local.size, total=plan.total
+                )
+                return
+            except PlatformRefused:
+                # The platform keeps what it has; the next check lists the chunks it still lacks.
+                if attempt == self.merge_attempts:
+                    raise
+
+    async def _send_small(self, local: LocalFile, digest: Digest, target: RemoteTarget, on_bytes: OnBytes) -> None:
+        data = await asyncio.to_thread(read_span, local.path, 0, local.size)
+        if md5_hex(data) != digest.md5:
+            raise LocalFileChanged(f"{local.rel} changed after it was hashed")
+        await asyncio.to_thread(ensure_unchanged, local)
+        await self.api.simple_upload(target.space, target.folder, target.name, data)
+        on_bytes(local.size, True)
+
+    async def _send_missing(
+        self,
+        local: LocalFile,
+        digest: Digest,
+        target: RemoteTarget,
+        plan: ChunkPlan,
+        held: dict[int, str],
+        resume: ResumeState,
+        on_bytes: OnBytes,
+    ) -> None:
+        acked = await resume.acked_chunks()
+        limit = asyncio.Semaphore(self.chunks_per_file)
+
+        async def one(index: int) -> None:
+            async with limit:
+                offset, length = plan.span(index)
+                reported = held.get(index)
+                if reported is not None and acked.get(index) == reported:
+                    on_bytes(length, False)  # held and known to be ours: no read, no send
+                    return
+                data = await asyncio.to_thread(read_span, local.path, offset, length)
+                chunk_md5 = await asyncio.to_thread(md5_hex, data)
+                if reported is not None and reported == chunk_md5:
+                    await resume.ack_chunk(index, chunk_md5, 0)
+                    on_bytes(length, False)
+                    return
+                self.chunk_requests += 1
+                await self.api.upload_chunk(
+                    target.space,
+                    target.folder,
+                    target.name,
+                    file_md5=digest.md5,
+                    index=index,
+                    total=plan.total,
+                    data=data,
+                    chunk_md5=chunk_md5,
+                )
+                await resume.ack_chunk(index, chunk_md5, length)
+                on_bytes(length, True)
+
+        tasks = [asyncio.create_task(one(i)) for i in range(plan.total)]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def confirm(self, items: list[tuple[RemoteTarget, int]]) -> list[Confirmation]:
+        """One listing per folder confirms every file sent into it."""
+        by_folder: dict[tuple[Space, str], list[tuple[RemoteTarget, int]]] = defaultdict(list)
+        for target, size in items:
+            by_folder[(target.space, target.folder)].append((target, size))
+        results: list[Confirmation] = []
+        for (space, folder), group in by_folder.items():
+            listing = {e.name: e for e in await self.api.list_folder(space, folder)}
+            for target, size in group:
+                entry = listing.get(target.name)
+                if entry is None or entry.is_dir:
+                    results.append(Confirmation(target, "not shown in the folder listing after upload"))
+                elif entry.size != size:
+                    results.append(Confirmation(target, f"listed with {entry.size} bytes, expected {size}"))
+                else:
+                    results.append(Confirmation(target, None))
+        return results
+
+
+class FileStorageTree:
+    """List and delete in the private/public spaces (RemoteTree)."""
+
+    def __init__(self, api: PlatformClient) -> None:
+        self.api = api
+
+    async def list(self, space: Space, folder: str) -> list[RemoteEntry]:
+        return await self.api.list_folder(space, folder)
+
+    async def delete(self, space: Space, paths: list[str]) -> None:
+        await self.api.delete(space, paths)

@@ -1,0 +1,323 @@
+"""The engine: the only composer of destinations, the only writer of the journal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .destinations.base import Destination, ResumeState
+from .errors import EndpointUnavailable, LocalFileChanged, Retryable, TransferError
+from .hashing import fingerprint, hash_file, stat_file
+from .journal import FileRecord, Journal
+from .models import Digest, LocalFile, RemoteTarget
+from .progress import Event, NullSink, ProgressSink
+
+log = logging.getLogger("hubsync.engine")
+
+
+@dataclass(frozen=True)
+class SendItem:
+    """One local file and where it must end up."""
+
+    local: LocalFile
+    target: RemoteTarget
+
+    @property
+    def remote(self) -> str:
+        return str(self.target)
+
+
+@dataclass
+class RunSummary:
+    """What one run did; the CLI prints it (product.md names the keys)."""
+
+    files_total: int = 0
+    files_sent: int = 0
+    files_skipped: int = 0
+    files_failed: int = 0
+    bytes_total: int = 0
+    bytes_sent: int = 0
+    seconds: float = 0.0
+    files_hashed: int = 0
+    transports: set[str] = field(default_factory=set)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "files_total": self.files_total,
+            "files_sent": self.files_sent,
+            "files_skipped": self.files_skipped,
+            "files_failed": self.files_failed,
+            "bytes_total": self.bytes_total,
+            "bytes_sent": self.bytes_sent,
+            "seconds": round(self.seconds, 3),
+            "files_hashed": self.files_hashed,
+            "transports": sorted(self.transports),
+            "failures": [{"path": p, "error": e} for p, e in self.failures],
+        }
+
+
+@dataclass
+class _Sent:
+    item: SendItem
+    record: FileRecord
+    destination: Destination
+
+
+class Engine:
+    """Sends items through a destination with bounded concurrency, resuming from the journal."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        destination: Destination,
+        *,
+        progress: ProgressSink | None = None,
+        fallback: Destination | None = None,
+        transfers: int = 4,
+        hash_workers: int = 2,
+        chunk_size: int = 8 << 20,
+        change_retries: int = 3,
+        settle_seconds: float = 1.0,
+        settle_timeout: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+        namespace: str = "",
+    ) -> None:
+        self.journal = journal
+        # Journal keys carry the account, so two platforms or users never share a record.
+        self.namespace = namespace
+        self.destination = destination
+        self.fallback = fallback
+        self.progress = progress or NullSink()
+        self.transfers = max(1, transfers)
+        self.hash_workers = max(1, hash_workers)
+        self.chunk_size = chunk_size
+        self.change_retries = change_retries
+        self.settle_seconds = settle_seconds
+        self.settle_timeout = settle_timeout
+        self.clock = clock
+        self._switched = False
+
+    def _key(self, item: SendItem) -> str:
+        return self.namespace + item.remote
+
+    # -- planning --------------------------------------------------------------------------
+    async def pending(self, items: list[SendItem], remote_prefix: str) -> tuple[list[SendItem], list[SendItem]]:
+        """Split items into (to send, unchanged since the journal recorded them done): stat only."""
+        records = await self.journal.records_under(self.namespace + remote_prefix)
+        send: list[SendItem] = []
+        unchanged: list[SendItem] = []
+        for item in items:
+            record = records.get((str(item.local.path), self._key(item)))
+            if record is not None and record.state == "done" and record.matches(item.local):
+                unchanged.append(item)
+            else:
+                send.append(item)
+        return send, unchanged
+
+    # -- running ---------------------------------------------------------------------------
+    async def run(self, items: list[SendItem], *, job: str = "", remote_prefix: str = "") -> RunSummary:
+        """Send every item that is not already done; confirm what was sent; return the summary."""
+        started = self.clock()
+        summary = RunSummary(files_total=len(items), bytes_total=sum(i.local.size for i in items))
+        todo, unchanged = await self.pending(items, remote_prefix)
+        for item in unchanged:
+            summary.files_skipped += 1
+            self.progress.emit(Event("skipped", item.local.rel, item.remote, size=item.local.size))
+        for item in todo:
+            self.progress.emit(Event("queued", item.local.rel, item.remote, size=item.local.size))
+
+        for round_ in range(self.change_retries + 1):
+            changed = await self._round(todo, job, summary, final=round_ == self.change_retries)
+            if not changed:
+                break
+            todo = []
+            for item in changed:
+                self.progress.emit(Event("info", item.local.rel, item.remote,
+                                         message="changed after it was sent; sending again once stable"))
+                local = await self._guarded(item, summary, self._wait_stable(item.local))
+                if local is not None:
+                    todo.append(SendItem(local, item.target))
+        summary.seconds = self.clock() - started
+        return summary
+
+    async def _round(self, todo: list[SendItem], job: str, summary: RunSummary, *, final: bool) -> list[SendItem]:
+        """One pass over `todo`; returns the items that changed after they were sent."""
+        ready: asyncio.Queue[tuple[SendItem, Digest] | None] = asyncio.Queue(maxsize=self.transfers)
+        sent: list[_Sent] = []
+        source = iter(todo)
+
+        async def prepare() -> None:
+            for item in source:  # one shared iterator: each item is prepared once
+                digest = await self._guarded(item, summary, self._digest(item.local, summary))
+                if digest is not None:
+                    await ready.put((item, digest))
+
+        async def transfer() -> None:
+            while (entry := await ready.get()) is not None:
+                item, digest = entry
+                result = await self._guarded(item, summary, self._send(item, digest, job, summary))
+                if result is not None:
+                    sent.append(result)
+
+        preparers = [asyncio.create_task(prepare()) for _ in range(self.hash_workers)]
+        workers = [asyncio.create_task(transfer()) for _ in range(self.transfers)]
+        try:
+            await asyncio.gather(*preparers)
+            for _ in workers:
+                await ready.put(None)
+            await asyncio.gather(*workers)
+        finally:
+            for task in (*preparers, *workers):
+                task.cancel()
+            await asyncio.gather(*preparers, *workers, return_exceptions=True)
+        return await self._confirm(sent, summary, final=final)
+
+    async def _guarded(self, item: SendItem, summary: RunSummary, work):  # type: ignore[no-untyped-def]
+        """Run one step of one file; a failure is recorded against the file and never stops the run."""
+        try:
+            return await work
+        except (TransferError, OSError) as exc:
+            message = _describe(exc)
+            summary.files_failed += 1
+            summary.failures.append((item.local.rel, message))
+            record = await self.journal.get(str(item.local.path), self._key(item))
+            if record is not None:
+                await self.journal.update(record.id, state="failed", last_error=message)
+            self.progress.emit(Event("failed", item.local.rel, item.remote, message=message))
+            log.warning("failed %s -> %s: %s", item.local.rel, item.remote, message)
+            return None
+
+    async def _digest(self, local: LocalFile, summary: RunSummary) -> Digest:
+        """The md5, from the journal's cache when stat and fingerprint are unchanged."""
+        cached = await self.journal.cached_digest(local)
+        if cached is not None:
+            if await asyncio.to_thread(fingerprint, local.path, local.size) == cached.fingerprint:
+                return cached
+        digest = await asyncio.to_thread(hash_file, local)
+        summary.files_hashed += 1
+        await self.journal.store_digest(local, digest)
+        return digest
+
+    async def _send(self, item: SendItem, digest: Digest, job: str, summary: RunSummary) -> _Sent:
+        attempt = 0
+        while True:
+            try:
+                return await self._send_once(item, digest, job, summary)
+            except LocalFileChanged as exc:
+                attempt += 1
+                if attempt > self.change_retries:
+                    raise
+                self.progress.emit(Event("info", item.local.rel, item.remote, message=f"{exc}; sending again once stable"))
+                local = await self._wait_stable(item.local)
+                item = SendItem(local, item.target)
+                digest = await self._digest(local, summary)
+
+    async def _send_once(self, item: SendItem, digest: Digest, job: str, summary: RunSummary) -> _Sent:
+        destination = self.fallback if (self._switched and self.fallback) else self.destination
+        try:
+            return await self._send_via(destination, item, digest, job, summary)
+        except (EndpointUnavailable, Retryable) as exc:
+            if self.fallback is None or destination is self.fallback:
+                raise
+            if isinstance(exc, EndpointUnavailable) and not self._switched:
+                self._switched = True
+                self.progress.emit(
+                    Event("info", message=f"{exc}: switching this run to {self.fallback.transport}")
+                )
+            else:
+                self.progress.emit(
+                    Event("info", item.local.rel, item.remote, message=f"{exc}: retrying over {self.fallback.transport}")
+                )
+            return await self._send_via(self.fallback, item, digest, job, summary)
+
+    async def _send_via(
+        self, destination: Destination, item: SendItem, digest: Digest, job: str, summary: RunSummary
+    ) -> _Sent:
+        record = await self.journal.begin(
+            item.local, self._key(item), job=job, md5=digest.md5, chunk_size=self.chunk_size,
+            transport=destination.transport,
+        )
+        resume = ResumeState(self.journal, record, digest.md5, self.chunk_size)
+        self.progress.emit(Event("started", item.local.rel, item.remote, size=item.local.size,
+                                 transport=destination.transport))
+
+        def on_bytes(n: int, crossed: bool) -> None:
+            if crossed:
+                summary.bytes_sent += n
+            self.progress.emit(Event("progress", item.local.rel, item.remote, bytes=n, size=item.local.size))
+
+        await destination.send(item.local, digest, item.target, resume, on_bytes)
+        summary.transports.add(destination.transport)
+        await self.journal.update(record.id, state="merged", last_error=None, transport=destination.transport)
+        return _Sent(item, record, destination)
+
+    async def _wait_stable(self, local: LocalFile) -> LocalFile:
+        """Poll the file's stat until it stops changing for settle_seconds (bounded)."""
+        deadline = self.clock() + self.settle_timeout
+        current = await asyncio.to_thread(stat_file, local.path, local.rel)
+        since = self.clock()
+        while self.clock() - since < self.settle_seconds:
+            if self.clock() > deadline:
+                raise LocalFileChanged(f"{local.rel} kept changing for {self.settle_timeout:.0f}s")
+            await asyncio.sleep(min(0.2, self.settle_seconds / 4))
+            now = await asyncio.to_thread(stat_file, local.path, local.rel)
+            if not now.same_stat(current):
+                current, since = now, self.clock()
+        return current
+
+    async def _confirm(self, sent: list[_Sent], summary: RunSummary, *, final: bool) -> list[SendItem]:
+        """Confirm by listing that every sent file shows with its size; only then mark it done.
+
+        Returns the files that changed locally after they were sent (unless this is the final round).
+        """
+        changed: list[SendItem] = []
+        by_destination: dict[int, list[_Sent]] = {}
+        for entry in sent:
+            by_destination.setdefault(id(entry.destination), []).append(entry)
+        for group in by_destination.values():
+            destination = group[0].destination
+            try:
+                results = await destination.confirm([(e.item.target, e.item.local.size) for e in group])
+            except TransferError as exc:
+                results = None
+                error = _describe(exc)
+            for i, entry in enumerate(group):
+                problem = (results[i].error if results is not None else f"could not confirm: {error}")
+                if problem is None and not await asyncio.to_thread(_still_same, entry.item.local):
+                    if not final:
+                        await self.journal.update(entry.record.id, state="queued")
+                        changed.append(entry.item)
+                        continue
+                    problem = "changed after it was sent; run again to send the new content"
+                if problem is None:
+                    await self.journal.update(entry.record.id, state="done", last_error=None)
+                    summary.files_sent += 1
+                    self.progress.emit(Event("done", entry.item.local.rel, entry.item.remote,
+                                             size=entry.item.local.size, transport=destination.transport))
+                else:
+                    await self.journal.update(entry.record.id, state="failed", last_error=problem)
+                    summary.files_failed += 1
+                    summary.failures.append((entry.item.local.rel, problem))
+                    self.progress.emit(Event("failed", entry.item.local.rel, entry.item.remote, message=problem))
+        return changed
+
+
+def _still_same(local: LocalFile) -> bool:
+    try:
+        st = os.stat(local.path)
+    except OSError:
+        return True  # deleted locally after sending: what was sent was complete
+    return (st.st_size, st.st_mtime_ns) == (local.size, local.mtime_ns)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, PermissionError):
+        return f"unreadable: {exc.strerror}"
+    if isinstance(exc, OSError) and not isinstance(exc, TransferError):
+        return f"{exc.strerror or exc}"
+    return str(exc)

@@ -1,0 +1,125 @@
+"""The platform's three response envelopes, parsed and classified in one place."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .errors import AuthExpired, EndpointUnavailable, Fatal, Retryable, TransferError
+
+
+class Envelope(BaseModel):
+    """Any of ruoyi `{code,msg}`, file `{success,errorCode,message,result}`, datahub `{code,success,message,data}`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: int | str | None = None
+    success: bool | None = None
+    errorCode: int | str | None = None  # noqa: N815 - the platform's spelling
+    msg: str | None = None
+    message: str | None = None
+    result: Any = None
+    data: Any = None
+
+    @property
+    def text(self) -> str:
+        return self.msg or self.message or ""
+
+    def status_code(self) -> int | None:
+        """The envelope's own status (errorCode on file routes, code elsewhere)."""
+        for value in (self.errorCode, self.code):
+            try:
+                if value is not None:
+                    return int(value)
+            except (TypeError, ValueError):
+                continue
+        return None
+
+    @property
+    def ok(self) -> bool:
+        """Success iff `success` is true, or (no `success` key) `code` == 200."""
+        if self.success is not None:
+            return self.success
+        try:
+            return int(self.code) == 200 if self.code is not None else False
+        except (TypeError, ValueError):
+            return False
+
+    @property
+    def is_auth_failure(self) -> bool:
+        return self.status_code() == 401 and not self.ok
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def classify(status: int, body: bytes, retry_after: str | None, *, endpoint: str) -> Envelope:
+    """Return the envelope of a successful call, or raise the error class that fits."""
+    if status == 401:
+        raise AuthExpired(f"HTTP 401 {_snippet(body)}", endpoint=endpoint)
+    if status in (404, 405):
+        raise EndpointUnavailable(f"HTTP {status}: endpoint not available", endpoint=endpoint)
+    if status == 429 or status >= 500:
+        raise Retryable(
+            f"HTTP {status} {_snippet(body)}".strip(),
+            endpoint=endpoint,
+            retry_after=parse_retry_after(retry_after),
+        )
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raw = None
+    if not isinstance(raw, dict):
+        if 200 <= status < 300:
+            # A proxy's error page or a truncated body: worth another try, bounded by the pacer.
+            raise Retryable(f"HTTP {status} with a body that is not a JSON object", endpoint=endpoint)
+        raise Fatal(f"HTTP {status} {_snippet(body)}".strip(), endpoint=endpoint)
+    envelope = Envelope.model_validate(raw)
+    if envelope.is_auth_failure:
+        raise AuthExpired(envelope.text or "token refused", endpoint=endpoint)
+    if not 200 <= status < 300:
+        raise Fatal(f"HTTP {status} {envelope.text}".strip(), endpoint=endpoint)
+    if not envelope.ok:
+        raise PlatformRefused(envelope, endpoint=endpoint)
+    return envelope
+
+
+class PlatformRefused(Fatal):
+    """A well-formed failure envelope; `code` is the envelope's status, `text` its message."""
+
+    def __init__(self, envelope: Envelope, *, endpoint: str) -> None:
+        code = envelope.status_code()
+        super().__init__(f"{envelope.text or 'refused'} (code {code})", endpoint=endpoint)
+        self.code = code
+        self.text = envelope.text
+
+
+def _snippet(body: bytes, limit: int = 200) -> str:
+    text = body[:limit].decode("utf-8", "replace").strip()
+    try:
+        raw = json.loads(body)
+        if isinstance(raw, dict):
+            text = str(raw.get("msg") or raw.get("message") or text)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return text
+
+
+__all__ = ["Envelope", "PlatformRefused", "classify", "parse_retry_after", "TransferError"]

@@ -1,0 +1,392 @@
+"""The SQLite journal: what was sent where, acknowledged chunks, cached digests.
+
+One writer (the engine) owns a connection on one dedicated thread, so SQLite work never runs
+on the event loop and never needs cross-thread locking. `JournalView` is the read-only side
+that `hubsync status` opens while a daemon writes (WAL lets both proceed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .models import Digest, LocalFile
+
+T = TypeVar("T")
+
+# Each entry migrates from version i to i+1; released entries are never edited, only appended.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE files(
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL DEFAULT '',
+        local_path TEXT NOT NULL,
+        remote TEXT NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        mtime_ns INTEGER NOT NULL DEFAULT 0,
+        inode INTEGER NOT NULL DEFAULT 0,
+        device INTEGER NOT NULL DEFAULT 0,
+        md5 TEXT,
+        chunk_size INTEGER,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        transport TEXT,
+        resume TEXT,
+        bytes_sent INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        done_at REAL,
+        UNIQUE(local_path, remote)
+    );
+    CREATE INDEX files_remote ON files(remote);
+    CREATE INDEX files_state ON files(state);
+    CREATE TABLE chunks(
+        file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        md5 TEXT NOT NULL,
+        chunk_size INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        chunk_md5 TEXT NOT NULL,
+        acked_at REAL NOT NULL,
+        PRIMARY KEY(file_id, md5, chunk_size, idx)
+    );
+    CREATE TABLE digests(
+        local_path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        device INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        md5 TEXT NOT NULL
+    );
+    """,
+]
+
+STATES = ("queued", "sending", "merged", "done", "failed")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One row of `files`."""
+
+    id: int
+    job: str
+    local_path: str
+    remote: str
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+    md5: str | None
+    chunk_size: int | None
+    state: str
+    attempts: int
+    last_error: str | None
+    transport: str | None
+    resume: dict[str, Any]
+    bytes_sent: int
+    updated_at: float
+
+    def matches(self, local: LocalFile) -> bool:
+        return (self.size, self.mtime_ns, self.inode, self.device) == (
+            local.size,
+            local.mtime_ns,
+            local.inode,
+            local.device,
+        )
+
+
+def _record(row: sqlite3.Row) -> FileRecord:
+    return FileRecord(
+        id=row["id"],
+        job=row["job"],
+        local_path=row["local_path"],
+        remote=row["remote"],
+        size=row["size"],
+        mtime_ns=row["mtime_ns"],
+        inode=row["inode"],
+        device=row["device"],
+        md5=row["md5"],
+        chunk_size=row["chunk_size"],
+        state=row["state"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        transport=row["transport"],
+        resume=json.loads(row["resume"]) if row["resume"] else {},
+        bytes_sent=row["bytes_sent"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to the newest version; returns it."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"journal schema {version} is newer than this hubsync ({len(MIGRATIONS)})")
+    for target in range(version, len(MIGRATIONS)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[target].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={target + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+class Journal:
+    """The engine's journal. Every method is a coroutine that runs on the journal's own thread."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubsync-journal")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._in_thread, fn)
+
+    def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            self._conn = _connect(self.path)
+            migrate(self._conn)
+        return fn(self._conn)
+
+    async def open(self) -> Journal:
+        await self._run(lambda conn: None)
+        return self
+
+    async def close(self) -> None:
+        def _close(conn: sqlite3.Connection) -> None:
+            conn.close()
+            self._conn = None
+
+        if self._conn is not None:
+            await self._run(_close)
+        self._executor.shutdown(wait=True)
+
+    # -- digests ---------------------------------------------------------------------------
+    async def cached_digest(self, local: LocalFile) -> Digest | None:
+        """The stored digest of this path if its stat is unchanged (the caller checks the fingerprint)."""
+
+        def q(conn: sqlite3.Connection) -> Digest | None:
+            row = conn.execute("SELECT * FROM digests WHERE local_path=?", (str(local.path),)).fetchone()
+            if row is None:
+                return None
+            if (row["size"], row["mtime_ns"], row["inode"], row["device"]) != (
+                local.size,
+                local.mtime_ns,
+                local.inode,
+                local.device,
+            ):
+                return None
+            return Digest(md5=row["md5"], fingerprint=row["fingerprint"])
+
+        return await self._run(q)
+
+    async def store_digest(self, local: LocalFile, digest: Digest) -> None:
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO digests(local_path,size,mtime_ns,inode,device,fingerprint,md5)"
+                " VALUES(?,?,?,?,?,?,?)",
+                (str(local.path), local.size, local.mtime_ns, local.inode, local.device, digest.fingerprint, digest.md5),
+            )
+
+        await self._run(w)
+
+    # -- files -----------------------------------------------------------------------------
+    async def records_under(self, remote_prefix: str) -> dict[tuple[str, str], FileRecord]:
+        """Every file record whose remote starts with `remote_prefix`, keyed by (local, remote)."""
+
+        def q(conn: sqlite3.Connection) -> dict[tuple[str, str], FileRecord]:
+            rows = conn.execute(
+                "SELECT * FROM files WHERE substr(remote,1,?)=?", (len(remote_prefix), remote_prefix)
+            ).fetchall()
+            return {(r["local_path"], r["remote"]): _record(r) for r in rows}
+
+        return await self._run(q)
+
+    async def get(self, local_path: str, remote: str) -> FileRecord | None:
+        def q(conn: sqlite3.Connection) -> FileRecord | None:
+            row = conn.execute(
+                "SELECT * FROM files WHERE local_path=? AND remote=?", (local_path, remote)
+            ).fetchone()
+            return _record(row) if row else None
+
+        return await self._run(q)
+
+    async def begin(self, local: LocalFile, remote: str, *, job: str = "", md5: str | None = None,
+                    chunk_size: int | None = None, transport: str | None = None) -> FileRecord:
+        """Record that `local` is being sent to `remote` (insert or update), state 'sending'.
+
+        The resume blob survives only while the content (md5) and the chunk size are the same.
+        """
+        now = self._clock()
+
+        def w(conn: sqlite3.Connection) -> FileRecord:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT * FROM files WHERE local_path=? AND remote=?", (str(local.path), remote)
+                ).fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO files(job,local_path,remote,size,mtime_ns,inode,device,md5,chunk_size,state,"
+                        "transport,created_at,updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (job, str(local.path), remote, local.size, local.mtime_ns, local.inode, local.device,
+                         md5, chunk_size, "sending", transport, now, now),
+                    )
+                else:
+                    same = row["md5"] == md5 and row["chunk_size"] == chunk_size
+                    conn.execute(
+                        "UPDATE files SET job=?,size=?,mtime_ns=?,inode=?,device=?,md5=?,chunk_size=?,state='sending',"
+                        "attempts=attempts+1,transport=COALESCE(?,transport),resume=?,updated_at=?,done_at=NULL WHERE id=?",
+                        (job, local.size, local.mtime_ns, local.inode, local.device, md5, chunk_size, transport,
+                         row["resume"] if same else None, now, row["id"]),
+                    )
+                row = conn.execute(
+                    "SELECT * FROM files WHERE local_path=? AND remote=?", (str(local.path), remote)
+                ).fetchone()
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return _record(row)
+
+        return await self._run(w)
+
+    async def update(self, file_id: int, **fields: Any) -> None:
+        """Set columns of one file row (state, last_error, transport, resume (dict), bytes_sent...)."""
+        allowed = {"state", "last_error", "transport", "resume", "bytes_sent", "md5", "chunk_size", "job"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown journal fields {unknown}")
+        if "resume" in fields and fields["resume"] is not None:
+            fields["resume"] = json.dumps(fields["resume"], sort_keys=True)
+        now = self._clock()
+        if fields.get("state") == "done":
+            fields["done_at"] = now
+        fields["updated_at"] = now
+        cols = ",".join(f"{k}=?" for k in fields)
+
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute(f"UPDATE files SET {cols} WHERE id=?", (*fields.values(), file_id))
+
+        await self._run(w)
+
+    async def forget(self, local_path: str, remote: str) -> None:
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM files WHERE local_path=? AND remote=?", (local_path, remote))
+
+        await self._run(w)
+
+    async def forget_remote(self, remote: str) -> None:
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM files WHERE remote=?", (remote,))
+
+        await self._run(w)
+
+    # -- chunks ----------------------------------------------------------------------------
+    async def acked_chunks(self, file_id: int, md5: str, chunk_size: int) -> dict[int, str]:
+        """index -> chunk md5 of the chunks the platform acknowledged for this content and cut."""
+
+        def q(conn: sqlite3.Connection) -> dict[int, str]:
+            rows = conn.execute(
+                "SELECT idx, chunk_md5 FROM chunks WHERE file_id=? AND md5=? AND chunk_size=?",
+                (file_id, md5, chunk_size),
+            ).fetchall()
+            return {r[0]: r[1] for r in rows}
+
+        return await self._run(q)
+
+    async def ack_chunk(
+        self, file_id: int, md5: str, chunk_size: int, index: int, chunk_md5: str, sent_bytes: int
+    ) -> None:
+        now = self._clock()
+
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT OR REPLACE INTO chunks(file_id,md5,chunk_size,idx,chunk_md5,acked_at) VALUES(?,?,?,?,?,?)",
+                    (file_id, md5, chunk_size, index, chunk_md5, now),
+                )
+                conn.execute(
+                    "UPDATE files SET bytes_sent=bytes_sent+?, updated_at=? WHERE id=?", (sent_bytes, now, file_id)
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._run(w)
+
+    async def clear_chunks(self, file_id: int) -> None:
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM chunks WHERE file_id=?", (file_id,))
+
+        await self._run(w)
+
+
+class JournalView:
+    """Read-only access for `status`; safe while another process writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per (job, remote root): counts and bytes by state."""
+        with _readonly(self.path) as conn:
+            rows = conn.execute(
+                "SELECT job, remote, state, size, bytes_sent, last_error, updated_at FROM files"
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def failures(self, limit: int = 20) -> list[dict[str, Any]]:
+        with _readonly(self.path) as conn:
+            rows = conn.execute(
+                "SELECT job, local_path, remote, last_error, attempts, updated_at FROM files"
+                " WHERE state='failed' ORDER BY updated_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+
+class _readonly:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn = _connect(self.path, readonly=True)
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()

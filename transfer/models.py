@@ -1,0 +1,144 @@
+"""Frozen value types shared by the engine, its destinations and the application."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Space(StrEnum):
+    """The two file spaces of the platform."""
+
+    PRIVATE = "private"
+    PUBLIC = "public"
+
+    @property
+    def is_public(self) -> bool:
+        return self is Space.PUBLIC
+
+
+def join_remote(*parts: str) -> str:
+    """Join remote path pieces into the canonical form: no leading, trailing or doubled '/'."""
+    pieces: list[str] = []
+    for part in parts:
+        pieces.extend(p for p in part.replace("\\", "/").split("/") if p)
+    return "/".join(pieces)
+
+
+def split_remote(path: str) -> tuple[str, str]:
+    """('a/b', 'c') for 'a/b/c'."""
+    path = join_remote(path)
+    folder, _, name = path.rpartition("/")
+    return folder, name
+
+
+@dataclass(frozen=True)
+class RemoteTarget:
+    """Where one file goes: a space, a folder in it (canonical, '' = root) and a name."""
+
+    space: Space
+    folder: str
+    name: str
+
+    @property
+    def path(self) -> str:
+        return join_remote(self.folder, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.space}:/{self.path}"
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A regular file as stat saw it; `rel` is its '/'-separated path below the sync root."""
+
+    path: Path
+    rel: str
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+
+    def same_stat(self, other: LocalFile) -> bool:
+        return (self.size, self.mtime_ns, self.inode, self.device) == (
+            other.size,
+            other.mtime_ns,
+            other.inode,
+            other.device,
+        )
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How a file of `size` bytes is cut: every chunk `chunk_size` long except the last."""
+
+    size: int
+    chunk_size: int
+
+    def __post_init__(self) -> None:
+        if self.chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        if self.size < 0:
+            raise ValueError("size must not be negative")
+
+    @property
+    def total(self) -> int:
+        return math.ceil(self.size / self.chunk_size)
+
+    def span(self, index: int) -> tuple[int, int]:
+        """(offset, length) of chunk `index`."""
+        if not 0 <= index < self.total:
+            raise IndexError(index)
+        offset = index * self.chunk_size
+        return offset, min(self.chunk_size, self.size - offset)
+
+    def spans(self) -> list[tuple[int, int]]:
+        return [self.span(i) for i in range(self.total)]
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A file's md5 and the cheap xxhash fingerprint that says the content is unchanged."""
+
+    md5: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class RemoteEntry:
+    """One row of a folder listing."""
+
+    name: str
+    path: str
+    is_dir: bool
+    size: int
+    mtime_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """checkFileExist: is the content held, and which chunks (index -> md5) are received."""
+
+    held: bool
+    chunks: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """Who the token belongs to; user_id is a string as every file call wants it."""
+
+    user_id: str
+    user_name: str
+    tenant_id: str
+
+
+@dataclass(frozen=True)
+class SftpAccount:
+    """SFTP credentials for one space; the password never appears in repr()."""
+
+    username: str
+    password: str = field(repr=False)
+    host: str
+    port: int
