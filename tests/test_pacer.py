@@ -83,7 +83,7 @@ def test_classification_of_envelopes() -> None:
     with pytest.raises(AuthExpired):
         classify(401, b"", None, endpoint="/x")
     with pytest.raises(Fatal, match="bad"):
-        classify(200, '{"success":false,"errorCode":400,"message":"bad"}'.encode(), None, endpoint="/x")
+        classify(200, b'{"success":false,"errorCode":400,"message":"bad"}', None, endpoint="/x")
     with pytest.raises(Retryable) as busy:
         classify(503, b"", "12", endpoint="/x")
     assert busy.value.retry_after == 12

@@ -125,6 +125,7 @@ class Engine:
         started = self.clock()
         summary = RunSummary(files_total=len(items), bytes_total=sum(i.local.size for i in items))
         todo, unchanged = await self.pending(items, remote_prefix)
+        todo = await self._confirm_merged(todo, summary, remote_prefix)
         for item in unchanged:
             summary.files_skipped += 1
             self.progress.emit(Event("skipped", item.local.rel, item.remote, size=item.local.size))
@@ -176,6 +177,29 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*preparers, *workers, return_exceptions=True)
         return await self._confirm(sent, summary, final=final)
+
+    async def _confirm_merged(self, todo: list[SendItem], summary: RunSummary, prefix: str) -> list[SendItem]:
+        """Files a crashed run merged but never confirmed need a listing, not another upload."""
+        records = await self.journal.records_under(self.namespace + prefix)
+        merged: list[_Sent] = []
+        rest: list[SendItem] = []
+        for item in todo:
+            record = records.get((str(item.local.path), self._key(item)))
+            destination = self._by_transport(record.transport if record else None)
+            if record is not None and record.state == "merged" and record.matches(item.local) and destination:
+                merged.append(_Sent(item, record, destination))
+            else:
+                rest.append(item)
+        if merged:
+            unconfirmed = await self._confirm(merged, summary, final=False, retry_unconfirmed=True)
+            rest.extend(unconfirmed)
+        return rest
+
+    def _by_transport(self, transport: str | None) -> Destination | None:
+        for destination in (self.destination, self.fallback):
+            if destination is not None and destination.transport == transport:
+                return destination
+        return None
 
     async def _guarded(self, item: SendItem, summary: RunSummary, work):  # type: ignore[no-untyped-def]
         """Run one step of one file; a failure is recorded against the file and never stops the run."""
@@ -270,7 +294,9 @@ class Engine:
                 current, since = now, self.clock()
         return current
 
-    async def _confirm(self, sent: list[_Sent], summary: RunSummary, *, final: bool) -> list[SendItem]:
+    async def _confirm(
+        self, sent: list[_Sent], summary: RunSummary, *, final: bool, retry_unconfirmed: bool = False
+    ) -> list[SendItem]:
         """Confirm by listing that every sent file shows with its size; only then mark it done.
 
         Returns the files that changed locally after they were sent (unless this is the final round).
@@ -294,6 +320,9 @@ class Engine:
                         changed.append(entry.item)
                         continue
                     problem = "changed after it was sent; run again to send the new content"
+                if problem is not None and retry_unconfirmed:
+                    changed.append(entry.item)  # not shown after all: send it normally
+                    continue
                 if problem is None:
                     await self.journal.update(entry.record.id, state="done", last_error=None)
                     summary.files_sent += 1

@@ -1,0 +1,98 @@
+"""Shared fixtures: the emulator on loopback, the CLI as a user runs it, data files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from emulator.testing import EmulatorThread
+
+KEY = "0123456789abcdef"
+ALICE = ("alice", "Test@123")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def emu(tmp_path: Path) -> Iterator[EmulatorThread]:
+    with EmulatorThread(tmp_path / "platform") as server:
+        yield server
+
+
+@pytest.fixture
+def hub_env(emu: EmulatorThread, tmp_path: Path) -> dict[str, str]:
+    """The environment a user would set: no config file at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUBSYNC_")}
+    env.update(
+        HUBSYNC_URL=emu.url,
+        HUBSYNC_USERNAME=ALICE[0],
+        HUBSYNC_PASSWORD=ALICE[1],
+        HUBSYNC_PASSWORD_KEY=KEY,
+        HUBSYNC_STATE_DIR=str(tmp_path / "state"),
+        PYTHONPATH=str(REPO),
+    )
+    return env
+
+
+def hubsync_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "agent.cli", *args]
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(hubsync_cmd(*args), env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def summary_of(result: subprocess.CompletedProcess[str]) -> dict:
+    objs = [o for o in json_lines(result.stdout) if o.get("event") == "summary"]
+    assert objs, f"no summary; rc={result.returncode}\nstdout={result.stdout[-2000:]}\nstderr={result.stderr[-2000:]}"
+    return objs[-1]
+
+
+def md5_of(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_random(path: Path, size: int, seed: int = 0) -> Path:
+    """A file of `size` pseudo-random bytes, written in blocks (bounded memory)."""
+    import random
+
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 1 << 20)
+            f.write(rng.randbytes(n))
+            left -= n
+    return path
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.02) -> object:
+    """Poll `condition` until it is truthy or the deadline passes (no blind sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def tree_md5s(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): md5_of(p) for p in root.rglob("*") if p.is_file()}

@@ -1,0 +1,126 @@
+"""The authenticated client against the emulator on loopback: login, re-login, retries, listing."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from emulator.testing import EmulatorThread
+from transfer.api import PlatformClient
+from transfer.envelope import PlatformRefused
+from transfer.errors import AuthFailed, Fatal
+from transfer.folders import RemoteFolders
+from transfer.models import Space
+from transfer.pacer import Pacer
+
+from .conftest import ALICE, KEY
+
+
+class CountingSleep:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def client_for(emu: EmulatorThread, password: str = ALICE[1], key: str = KEY, sleep=None) -> PlatformClient:
+    pacer = Pacer(attempts=12, base_delay=0.001, max_delay=0.01, sleep=sleep or CountingSleep())
+    return PlatformClient(emu.url, username=ALICE[0], password=password, password_key=key, pacer=pacer)
+
+
+async def test_login_and_user(emu: EmulatorThread) -> None:
+    async with client_for(emu) as client:
+        user = await client.user()
+        assert (user.user_id, user.user_name, user.tenant_id) == ("5", "alice", "101")
+        assert await client.token_expiry() is not None
+        assert client.token_claims()["userId"] == "5"
+
+
+@pytest.mark.parametrize("password,key", [("wrong-password", KEY), (ALICE[1], "fedcba9876543210")])
+async def test_wrong_password_or_key_is_auth_failure(emu: EmulatorThread, password: str, key: str) -> None:
+    async with client_for(emu, password=password, key=key) as client:
+        with pytest.raises(AuthFailed, match="login refused"):
+            await client.user()
+
+
+@pytest.mark.parametrize("form", ["http", "body"])
+async def test_expired_token_relogs_in_once(emu: EmulatorThread, form: str) -> None:
+    emu.faults.auth_error_form = form
+    async with client_for(emu) as client:
+        await client.list_folder(Space.PRIVATE, "")
+        assert client.tokens.logins == 1
+        emu.expire_tokens()
+        await client.list_folder(Space.PRIVATE, "")
+        assert client.tokens.logins == 2
+    refused = [e for e in emu.log_entries() if e["status"] == 401 or (e["status"] == 200 and e.get("ok") is False)]
+    assert refused, "the emulator never refused the stale token"
+
+
+async def test_retries_through_500s_and_resets(emu: EmulatorThread, tmp_path) -> None:
+    emu.faults.seed = 3
+    emu.faults.chunk_error_rate = 0.5
+    emu.faults.reset_rate = 0.5
+    sleep = CountingSleep()
+    async with client_for(emu, sleep=sleep) as client:
+        await RemoteFolders(client).ensure(Space.PRIVATE, "r")
+        for i in range(3):
+            data = bytes([i]) * 300_000
+            md5 = hashlib.md5(data).hexdigest()
+            check = await client.check_file(Space.PRIVATE, "r", "f.bin", md5, len(data))
+            assert not check.held
+            await client.upload_chunk(Space.PRIVATE, "r", "f.bin", file_md5=md5, index=0, total=1, data=data,
+                                      chunk_md5=md5)
+            await client.merge(Space.PRIVATE, "r", "f.bin", file_md5=md5, size=len(data), total=1)
+    assert sleep.delays, "no fault was injected"
+    assert emu.private_path("r/f.bin").read_bytes() == data
+    faults = {e.get("fault") for e in emu.log_entries()}
+    assert faults & {"reset", "chunk_error"} or len(faults) > 1
+
+
+async def test_no_retry_on_400(emu: EmulatorThread) -> None:
+    sleep = CountingSleep()
+    async with client_for(emu, sleep=sleep) as client:
+        with pytest.raises(PlatformRefused):
+            await client.add_folder(Space.PRIVATE, "does/not/exist", "x")
+    assert sleep.delays == []
+    assert len([e for e in emu.log_entries() if e["path"].endswith("/addFolder")]) == 1
+
+
+async def test_retry_after_is_honoured(emu: EmulatorThread) -> None:
+    emu.faults.seed = 1
+    emu.faults.busy_rate = 1.0
+    emu.faults.retry_after = 9
+    emu.faults.max_consecutive_errors = 2
+    sleep = CountingSleep()
+    async with client_for(emu, sleep=sleep) as client:
+        await client.list_folder(Space.PRIVATE, "")
+    assert sleep.delays.count(9) >= 2  # each 503 waited what the platform asked
+
+
+async def test_listing_pages_and_folder_creation(emu: EmulatorThread) -> None:
+    async with client_for(emu) as client:
+        folders = RemoteFolders(client)
+        await folders.ensure(Space.PUBLIC, "deep/er/still")
+        await folders.ensure(Space.PUBLIC, "deep/er/still")  # known: no second call
+        for i in range(230):
+            await client.add_folder(Space.PRIVATE, "", f"d{i:03}")
+        names = [e.name for e in await client.list_folder(Space.PRIVATE, "")]
+        assert sorted(names) == [f"d{i:03}" for i in range(230)]
+        assert len(names) == 230
+        assert [e.name for e in await client.list_folder(Space.PUBLIC, "deep/er")] == ["still"]
+        # "already exists" is confirmed by a listing, not assumed
+        await RemoteFolders(client).ensure(Space.PUBLIC, "deep/er/still")
+    adds = [e for e in emu.log_entries() if e["path"].endswith("/addPublicFolder")]
+    assert len(adds) == 6  # 3 new levels, then 3 refused-and-confirmed by a new run
+    pages = [e for e in emu.log_entries() if e["path"].endswith("/getFolderInfo")]
+    assert len(pages) >= 3
+
+
+async def test_emulator_refuses_traversal_and_nothing_is_written(emu: EmulatorThread) -> None:
+    async with client_for(emu) as client:
+        for parent, name in [("..", "x"), ("a/../..", "x"), ("", ".."), ("", "a\\b"), ("", "nul\x00")]:
+            with pytest.raises(Fatal):
+                await client.add_folder(Space.PRIVATE, parent, name)
+    assert not any(p.name == "x" for p in emu.root.rglob("x"))
