@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transfer.api import PlatformClient
+from transfer.bandwidth import TokenBucket
 from transfer.destinations.base import Destination
 from transfer.destinations.chunked import ChunkedDestination, FileStorageTree
 from transfer.engine import Engine
@@ -53,12 +54,15 @@ class Services:
     api: PlatformClient
     journal: Journal
     folders: RemoteFolders
+    bandwidth: TokenBucket | None = None
 
     @classmethod
     async def open(cls, config: Config) -> Services:
         api = make_client(config)
         journal = await Journal(journal_path(config)).open()
-        return cls(config=config, api=api, journal=journal, folders=RemoteFolders(api))
+        limit = config.transfer.bandwidth_limit
+        bucket = TokenBucket(limit, burst=max(limit, config.transfer.chunk_size)) if limit else None
+        return cls(config=config, api=api, journal=journal, folders=RemoteFolders(api), bandwidth=bucket)
 
     async def close(self) -> None:
         await self.api.close()
@@ -76,6 +80,7 @@ class Services:
             chunk_size=t.chunk_size,
             chunks_per_file=t.chunks_per_file,
             small_file_threshold=t.small_file_threshold,
+            bandwidth=self.bandwidth,
         )
 
     def tree(self) -> FileStorageTree:

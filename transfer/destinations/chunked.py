@@ -6,6 +6,7 @@ import asyncio
 from collections import defaultdict
 
 from ..api import PlatformClient
+from ..bandwidth import TokenBucket
 from ..envelope import PlatformRefused
 from ..errors import LocalFileChanged
 from ..folders import RemoteFolders
@@ -30,7 +31,11 @@ class ChunkedDestination:
         chunks_per_file: int = 4,
         small_file_threshold: int = SMALL_FILE_THRESHOLD,
         merge_attempts: int = 3,
+        bandwidth: TokenBucket | None = None,
+        confirm_delays: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0),
     ) -> None:
+        self.bandwidth = bandwidth
+        self.confirm_delays = confirm_delays
         self.api = api
         self.folders = folders
         self.chunk_size = chunk_size
@@ -67,6 +72,8 @@ class ChunkedDestination:
         if md5_hex(data) != digest.md5:
             raise LocalFileChanged(f"{local.rel} changed after it was hashed")
         await asyncio.to_thread(ensure_unchanged, local)
+        if self.bandwidth is not None:
+            await self.bandwidth.consume(local.size)
         await self.api.simple_upload(target.space, target.folder, target.name, data)
         on_bytes(local.size, True)
 
@@ -97,6 +104,8 @@ class ChunkedDestination:
                     on_bytes(length, False)
                     return
                 self.chunk_requests += 1
+                if self.bandwidth is not None:
+                    await self.bandwidth.consume(length)
                 await self.api.upload_chunk(
                     target.space,
                     target.folder,
@@ -120,22 +129,36 @@ class ChunkedDestination:
             raise
 
     async def confirm(self, items: list[tuple[RemoteTarget, int]]) -> list[Confirmation]:
-        """One listing per folder confirms every file sent into it."""
-        by_folder: dict[tuple[Space, str], list[tuple[RemoteTarget, int]]] = defaultdict(list)
-        for target, size in items:
-            by_folder[(target.space, target.folder)].append((target, size))
-        results: list[Confirmation] = []
-        for (space, folder), group in by_folder.items():
-            listing = {e.name: e for e in await self.api.list_folder(space, folder)}
-            for target, size in group:
-                entry = listing.get(target.name)
-                if entry is None or entry.is_dir:
-                    results.append(Confirmation(target, "not shown in the folder listing after upload"))
-                elif entry.size != size:
-                    results.append(Confirmation(target, f"listed with {entry.size} bytes, expected {size}"))
-                else:
-                    results.append(Confirmation(target, None))
-        return results
+        """One listing per folder confirms every file sent into it.
+
+        A platform may show a merged file a moment later than it answers: folders with missing
+        files are listed again after short pauses before anything is reported as failed.
+        """
+        verdicts: dict[int, str | None] = {}
+        waiting = list(range(len(items)))
+        for delay in (0.0, *self.confirm_delays):
+            if delay:
+                await asyncio.sleep(delay)
+            by_folder: dict[tuple[Space, str], list[int]] = defaultdict(list)
+            for i in waiting:
+                by_folder[(items[i][0].space, items[i][0].folder)].append(i)
+            waiting = []
+            for (space, folder), group in by_folder.items():
+                listing = {e.name: e for e in await self.api.list_folder(space, folder)}
+                for i in group:
+                    target, size = items[i]
+                    entry = listing.get(target.name)
+                    if entry is None or entry.is_dir:
+                        verdicts[i] = "not shown in the folder listing after upload"
+                        waiting.append(i)
+                    elif entry.size != size:
+                        verdicts[i] = f"listed with {entry.size} bytes, expected {size}"
+                        waiting.append(i)
+                    else:
+                        verdicts[i] = None
+            if not waiting:
+                break
+        return [Confirmation(items[i][0], verdicts[i]) for i in range(len(items))]
 
 
 class FileStorageTree:
