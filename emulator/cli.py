@@ -1,0 +1,145 @@
+"""`hubsync emulator` / `python -m emulator`: serve the stand-in platform until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from .app import start_server
+from .config import EmulatorConfig, EmulatorUser, default_users
+from .faults import Faults
+
+
+def _user(text: str) -> tuple[str, str, int | None, int | None]:
+    """NAME:PASSWORD[:USERID[:TENANTID]]; a password may itself hold ':' (trailing numbers are ids)."""
+    name, sep, rest = text.partition(":")
+    if not name or not sep or not rest:
+        raise argparse.ArgumentTypeError(f"expected NAME:PASSWORD[:USERID[:TENANTID]], got {text!r}")
+    ids: list[int] = []
+    while len(ids) < 2 and ":" in rest:
+        head, _, tail = rest.rpartition(":")
+        if not tail.isdigit() or not head:
+            break
+        ids.insert(0, int(tail))
+        rest = head
+    if len(ids) == 1:
+        return name, rest, ids[0], None
+    if len(ids) == 2:
+        return name, rest, ids[0], ids[1]
+    return name, rest, None, None
+
+
+def _users(specs: list[tuple[str, str, int | None, int | None]]) -> list[EmulatorUser]:
+    """Users from --user flags: unnamed ids count up from 5, the tenant defaults to 101."""
+    users: list[EmulatorUser] = []
+    next_id = 5
+    for name, password, user_id, tenant_id in specs:
+        if user_id is None:
+            taken = {u.user_id for u in users} | {s[2] for s in specs if s[2] is not None}
+            while next_id in taken:
+                next_id += 1
+            user_id = next_id
+        users.append(EmulatorUser(name, password, user_id, 101 if tenant_id is None else tenant_id))
+    return users
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("a rate is a number in [0, 1]")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The emulator's command line."""
+    p = argparse.ArgumentParser(prog="hubsync emulator", description="Serve the stand-in compute platform.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8700, help="0 picks a free port")
+    p.add_argument("--root", type=Path, help="data directory (default: a temp dir, removed on exit)")
+    p.add_argument("--sftp-port", type=int, help="serve SFTP on this port (0 picks a free one); queryUserInfo reports it")
+    p.add_argument("--password-key", default="0123456789abcdef", help="the login AES key (16/24/32 bytes)")
+    p.add_argument(
+        "--user",
+        type=_user,
+        action="append",
+        metavar="NAME:PASSWORD[:USERID[:TENANTID]]",
+        help="repeatable; replaces the default users alice and bob",
+    )
+    p.add_argument("--token-lifetime", type=float, default=3600.0, metavar="SECONDS")
+    p.add_argument("--log", type=Path, help="request log (default: ROOT/requests.jsonl)")
+    faults = p.add_argument_group("faults")
+    faults.add_argument("--chunk-error-rate", type=_rate, default=0.0)
+    faults.add_argument("--reset-rate", type=_rate, default=0.0)
+    faults.add_argument("--latency", type=float, default=0.0, metavar="SECONDS")
+    faults.add_argument("--busy-rate", type=_rate, default=0.0)
+    faults.add_argument("--retry-after", type=int, default=1, metavar="SECONDS")
+    faults.add_argument("--chunk-api-off", action="store_true")
+    faults.add_argument("--seed", type=int)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the emulator in the foreground; 0 after SIGTERM/SIGINT, 2 on a usage error."""
+    args = build_parser().parse_args(argv)
+    temp_root = args.root is None
+    root = Path(tempfile.mkdtemp(prefix="hubsync-emulator-")) if temp_root else args.root
+    try:
+        config = EmulatorConfig(
+            root=root,
+            host=args.host,
+            port=args.port,
+            users=_users(args.user) if args.user else default_users(),
+            password_key=args.password_key,
+            token_lifetime=args.token_lifetime,
+            log_path=args.log,
+            sftp_port=args.sftp_port,
+            faults=Faults(
+                seed=args.seed,
+                chunk_error_rate=args.chunk_error_rate,
+                reset_rate=args.reset_rate,
+                latency=args.latency,
+                busy_rate=args.busy_rate,
+                retry_after=args.retry_after,
+                chunk_api_off=args.chunk_api_off,
+            ),
+        )
+    except ValueError as e:
+        print(f"hubsync emulator: {e}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config))
+    except OSError as e:
+        print(f"hubsync emulator: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if temp_root:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+async def _serve(config: EmulatorConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sftp = None
+    if config.sftp_port is not None:
+        from .sftp_server import start_sftp_server
+
+        sftp, config.sftp_port = await start_sftp_server(config, config.sftp_port)
+    runner, port = await start_server(config, shutdown_timeout=2.0)
+    try:
+        print(f"hubsync emulator listening on http://{config.host}:{port} root={config.root}", flush=True)
+        if sftp is not None:
+            print(f"hubsync emulator sftp on {config.host}:{config.sftp_port}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        if sftp is not None:
+            sftp.close()
+            await sftp.wait_closed()

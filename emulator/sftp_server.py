@@ -1,0 +1,168 @@
+"""The platform's SFTP service (protocol.md §4): asyncssh, serving the emulator's own file spaces.
+
+- Accounts are the ones queryUserInfo/updateUserInfo hand out (`accounts.py`): the private
+  account (the platform user's name) is chrooted to `spaces/private/<userId>/`, the public
+  account (`public-<tenantId>`) to `spaces/public/<tenantId>/`. The store is re-read on every
+  login, so a password reset takes effect at once.
+- The host key is generated once per emulator root (`<root>/sftp_host_key`) and reused across
+  restarts, as a real server's would be.
+- For tests, every file handle that wrote data appends one line to `<root>/sftp.jsonl` when it
+  is closed (or its connection drops): `{"op": "write", "space": "private/5", "path": "a/.b.hubsync-part",
+  "bytes": N}` with `path` relative to the space root. `sftp_write_log(root)` reads it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import posixpath
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from .accounts import SftpAccounts
+from .config import EmulatorConfig
+from .storage import Space
+
+HOST_KEY_NAME = "sftp_host_key"
+WRITE_LOG_NAME = "sftp.jsonl"
+_SPACE = "hubsync_space"
+
+
+def host_key_path(root: Path) -> Path:
+    return Path(root) / HOST_KEY_NAME
+
+
+def load_host_key(root: Path) -> asyncssh.SSHKey:
+    """The root's host key, generated (ed25519, mode 0600) on first use."""
+    path = host_key_path(root)
+    try:
+        return asyncssh.read_private_key(str(path))
+    except FileNotFoundError:
+        pass
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.export_private_key())
+    os.replace(tmp, path)
+    return key
+
+
+def sftp_write_log(root: Path) -> list[dict[str, Any]]:
+    """Every write entry the SFTP server logged under `root`, oldest first."""
+    try:
+        text = (Path(root) / WRITE_LOG_NAME).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class _WriteLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def append(self, entry: dict[str, Any]) -> None:
+        with self._lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+class _AccountServer(asyncssh.SSHServer):
+    """Password logins against the emulator's SFTP account store; nothing else."""
+
+    def __init__(self, accounts: SftpAccounts, refuse_logins: Callable[[], bool]) -> None:
+        self._accounts = accounts
+        self._refuse_logins = refuse_logins
+        self._conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        if self._refuse_logins():
+            return False
+        space = await asyncio.to_thread(self._accounts.authenticate, username, password)
+        if space is None or self._conn is None:
+            return False
+        self._conn.set_extra_info(**{_SPACE: space})
+        return True
+
+
+class _SpaceSftp(asyncssh.SFTPServer):
+    """An SFTP session chrooted to the logged-in account's space, counting bytes written."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel, root: Path, log: _WriteLog) -> None:
+        space: Space = chan.get_connection().get_extra_info(_SPACE)
+        self._space = space
+        self._space_root = root / "spaces" / space.kind / str(space.owner_id)
+        self._space_root.mkdir(parents=True, exist_ok=True)
+        super().__init__(chan, chroot=os.fsencode(self._space_root))
+        self._log = log
+        self._written: dict[int, list[Any]] = {}
+
+    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        file_obj = super().open(path, pflags, attrs)
+        # `path` is as the client sent it (relative to the chroot, or absolute inside it).
+        rel = posixpath.normpath(posixpath.join("/", os.fsdecode(path))).lstrip("/")
+        self._written[id(file_obj)] = [rel, 0]
+        return file_obj
+
+    def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        result = super().write(file_obj, offset, data)
+        entry = self._written.get(id(file_obj))
+        if entry is not None:
+            entry[1] += len(data)
+        return result  # type: ignore[return-value]
+
+    def close(self, file_obj: object) -> None:
+        self._flush(id(file_obj))
+        super().close(file_obj)
+
+    def exit(self) -> None:
+        for key in list(self._written):
+            self._flush(key)
+        super().exit()
+
+    def _flush(self, key: int) -> None:
+        entry = self._written.pop(key, None)
+        if entry is not None and entry[1]:
+            self._log.append({"op": "write", "space": f"{self._space.kind}/{self._space.owner_id}",
+                              "path": entry[0], "bytes": entry[1]})
+
+
+async def start_sftp_server(
+    config: EmulatorConfig, port: int = 0, *, refuse_logins: Callable[[], bool] = lambda: False
+) -> tuple[asyncssh.SSHAcceptor, int]:
+    """Serve SFTP on config.host:`port` (0 = a free port); returns the acceptor and the real port.
+
+    `refuse_logins()` true makes every password login fail (a test switch: a platform whose
+    SFTP service keeps refusing the password it hands out).
+    """
+    root = Path(config.root)
+    key = await asyncio.to_thread(load_host_key, root)
+    accounts = SftpAccounts(root)
+    log = _WriteLog(root / WRITE_LOG_NAME)
+    acceptor = await asyncssh.create_server(
+        lambda: _AccountServer(accounts, refuse_logins),
+        config.host,
+        port,
+        server_host_keys=[key],
+        sftp_factory=lambda chan: _SpaceSftp(chan, root, log),
+        allow_scp=False,
+        agent_forwarding=False,
+        x11_forwarding=False,
+    )
+    real_port = int(acceptor.sockets[0].getsockname()[1])
+    return acceptor, real_port
