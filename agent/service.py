@@ -9,6 +9,7 @@ from transfer.api import PlatformClient
 from transfer.bandwidth import TokenBucket
 from transfer.destinations.base import Destination
 from transfer.destinations.chunked import ChunkedDestination, FileStorageTree
+from transfer.destinations.sftp import SftpDestination
 from transfer.engine import Engine
 from transfer.errors import ConfigError
 from transfer.folders import RemoteFolders
@@ -55,6 +56,7 @@ class Services:
     journal: Journal
     folders: RemoteFolders
     bandwidth: TokenBucket | None = None
+    sftp: SftpDestination | None = None
 
     @classmethod
     async def open(cls, config: Config) -> Services:
@@ -65,6 +67,8 @@ class Services:
         return cls(config=config, api=api, journal=journal, folders=RemoteFolders(api), bandwidth=bucket)
 
     async def close(self) -> None:
+        if self.sftp is not None:
+            await self.sftp.close()
         await self.api.close()
         await self.journal.close()
 
@@ -83,13 +87,29 @@ class Services:
             bandwidth=self.bandwidth,
         )
 
+    def sftp_destination(self) -> SftpDestination:
+        """The SFTP transport (one per run: it holds the connections), built on first use."""
+        if self.sftp is None:
+            s, t = self.config.sftp, self.config.transfer
+            self.sftp = SftpDestination(
+                self.api,
+                pin_file=self.config.state_dir() / "known_hosts",
+                known_hosts=Path(s.known_hosts).expanduser() if s.known_hosts else None,
+                allow_password_reset=s.allow_password_reset,
+                chunk_size=t.chunk_size,
+                bandwidth=self.bandwidth,
+            )
+        return self.sftp
+
     def tree(self) -> FileStorageTree:
         return FileStorageTree(self.api)
 
     def file_destinations(self, transport: str) -> tuple[Destination, Destination | None]:
         """(primary, fallback) for the private/public spaces."""
         if transport == "sftp":
-            raise ConfigError("the SFTP transport is not available in this build yet")
+            return self.sftp_destination(), None
+        if transport == "auto":
+            return self.http_destination(), self.sftp_destination()
         return self.http_destination(), None
 
     async def engine(self, transport: str, progress: ProgressSink) -> Engine:
