@@ -288,3 +288,15 @@ async def test_password_reset_only_when_allowed_and_at_most_once(emu_sftp: Emula
     assert not emu_sftp.private_path(target.name).exists()
     assert emu_sftp.sftp_writes() == 0
     assert (tmp_path / "known_hosts").exists()  # the host key was pinned although login failed
+
+
+def test_refused_sftp_login_stops_the_run_with_exit_3(emu_sftp: EmulatorThread, sftp_env: dict,
+                                                       tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for i in range(3):
+        write_random(src / f"f{i}.bin", 2 * MiB, seed=i)
+    emu_sftp.sftp_refuse_logins = True
+    result = run_cli(["sync", str(src), "private:/denied", "--transport", "sftp"], sftp_env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "allow_password_reset" in result.stderr
+    assert _calls(emu_sftp, "updateUserInfo") == 0

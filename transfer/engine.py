@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .destinations.base import Destination, ResumeState
-from .errors import EndpointUnavailable, LocalFileChanged, Retryable, TransferError
+from .errors import AuthFailed, EndpointUnavailable, LocalFileChanged, Retryable, TransferError
 from .hashing import fingerprint, hash_file, stat_file
 from .journal import FileRecord, Journal
 from .models import Digest, LocalFile, RemoteTarget
@@ -205,6 +205,8 @@ class Engine:
         """Run one step of one file; a failure is recorded against the file and never stops the run."""
         try:
             return await work
+        except AuthFailed:
+            raise  # no file can succeed without credentials: stop the run (exit 3), journal intact
         except (TransferError, OSError) as exc:
             message = _describe(exc)
             summary.files_failed += 1
