@@ -28,6 +28,10 @@ def emu(tmp_path: Path) -> Iterator[EmulatorThread]:
 
 @pytest.fixture
 def hub_env(emu: EmulatorThread, tmp_path: Path) -> dict[str, str]:
+    return user_env(emu, tmp_path)
+
+
+def user_env(emu: EmulatorThread, tmp_path: Path) -> dict[str, str]:
     """The environment a user would set: no config file at all."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUBSYNC_")}
     env.update(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -34,6 +33,7 @@ from .conftest import (
     md5_of,
     run_cli,
     summary_of,
+    user_env,
     wait_for,
     write_random,
 )
@@ -50,16 +50,7 @@ def emu_sftp(tmp_path: Path) -> Iterator[EmulatorThread]:
 
 @pytest.fixture
 def sftp_env(emu_sftp: EmulatorThread, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUBSYNC_")}
-    env.update(
-        HUBSYNC_URL=emu_sftp.url,
-        HUBSYNC_USERNAME=ALICE[0],
-        HUBSYNC_PASSWORD=ALICE[1],
-        HUBSYNC_PASSWORD_KEY=KEY,
-        HUBSYNC_STATE_DIR=str(tmp_path / "state"),
-        PYTHONPATH=str(REPO),
-    )
-    return env
+    return user_env(emu_sftp, tmp_path)
 
 
 def test_auto_switches_to_sftp_when_the_chunk_api_is_off(emu_sftp: EmulatorThread, sftp_env: dict,
