@@ -106,26 +106,41 @@ class Engine:
         return self.namespace + item.remote
 
     # -- planning --------------------------------------------------------------------------
-    async def pending(self, items: list[SendItem], remote_prefix: str) -> tuple[list[SendItem], list[SendItem]]:
-        """Split items into (to send, unchanged since the journal recorded them done): stat only."""
+    async def _plan(
+        self, items: list[SendItem], remote_prefix: str
+    ) -> tuple[list[SendItem], list[SendItem], list[_Sent]]:
+        """(to send, unchanged since recorded done, merged by a crashed run): one journal read, stat only."""
         records = await self.journal.records_under(self.namespace + remote_prefix)
         send: list[SendItem] = []
         unchanged: list[SendItem] = []
+        merged: list[_Sent] = []
         for item in items:
             record = records.get((str(item.local.path), self._key(item)))
-            if record is not None and record.state == "done" and record.matches(item.local):
+            if record is None or not record.matches(item.local):
+                send.append(item)
+            elif record.state == "done":
                 unchanged.append(item)
+            elif record.state == "merged" and (destination := self._by_transport(record.transport)):
+                merged.append(_Sent(item, record, destination))
             else:
                 send.append(item)
-        return send, unchanged
+        return send, unchanged, merged
+
+    async def pending(self, items: list[SendItem], remote_prefix: str) -> tuple[list[SendItem], list[SendItem]]:
+        """Split items into (to send, unchanged since the journal recorded them done): stat only."""
+        send, unchanged, merged = await self._plan(items, remote_prefix)
+        return send + [m.item for m in merged], unchanged
 
     # -- running ---------------------------------------------------------------------------
     async def run(self, items: list[SendItem], *, job: str = "", remote_prefix: str = "") -> RunSummary:
         """Send every item that is not already done; confirm what was sent; return the summary."""
         started = self.clock()
         summary = RunSummary(files_total=len(items), bytes_total=sum(i.local.size for i in items))
-        todo, unchanged = await self.pending(items, remote_prefix)
-        todo = await self._confirm_merged(todo, summary, remote_prefix)
+        todo, unchanged, merged = await self._plan(items, remote_prefix)
+        if merged:
+            # Files a crashed run merged but never confirmed need a listing, not another upload;
+            # those the platform does not show are sent normally.
+            todo += await self._confirm(merged, summary, final=False, retry_unconfirmed=True)
         for item in unchanged:
             summary.files_skipped += 1
             self.progress.emit(Event("skipped", item.local.rel, item.remote, size=item.local.size))
@@ -177,23 +192,6 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*preparers, *workers, return_exceptions=True)
         return await self._confirm(sent, summary, final=final)
-
-    async def _confirm_merged(self, todo: list[SendItem], summary: RunSummary, prefix: str) -> list[SendItem]:
-        """Files a crashed run merged but never confirmed need a listing, not another upload."""
-        records = await self.journal.records_under(self.namespace + prefix)
-        merged: list[_Sent] = []
-        rest: list[SendItem] = []
-        for item in todo:
-            record = records.get((str(item.local.path), self._key(item)))
-            destination = self._by_transport(record.transport if record else None)
-            if record is not None and record.state == "merged" and record.matches(item.local) and destination:
-                merged.append(_Sent(item, record, destination))
-            else:
-                rest.append(item)
-        if merged:
-            unconfirmed = await self._confirm(merged, summary, final=False, retry_unconfirmed=True)
-            rest.extend(unconfirmed)
-        return rest
 
     def _by_transport(self, transport: str | None) -> Destination | None:
         for destination in (self.destination, self.fallback):
