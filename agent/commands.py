@@ -105,6 +105,12 @@ async def remote_files(services: Services, remote: FileRemote, excludes: Exclude
     return found
 
 
+async def remote_extras(services: Services, remote: FileRemote, excludes: Excludes, scanned: ScanResult) -> list[str]:
+    """Files below the remote folder that the source does not have (what --delete removes)."""
+    local = {f.rel for f in scanned.files}
+    return sorted(rel for rel in await remote_files(services, remote, excludes) if rel not in local)
+
+
 async def cmd_sync(config: Config, out: Output, args: Any) -> int:
     remote = parse_remote(args.remote)
     if isinstance(remote, DatahubRemote):
@@ -155,12 +161,11 @@ async def _delete_extra(
     services: Services, remote: FileRemote, excludes: Excludes, scanned: ScanResult, progress: ProgressSink,
     summary: RunSummary,
 ) -> None:
-    local = {f.rel for f in scanned.files}
     if scanned.problems:
         # An unreadable folder would look empty and cause deletes of what it holds: refuse.
         progress.emit(Event("info", message="--delete skipped: the source had unreadable entries"))
         return
-    extra = sorted(rel for rel in await remote_files(services, remote, excludes) if rel not in local)
+    extra = await remote_extras(services, remote, excludes, scanned)
     for start in range(0, len(extra), 100):
         batch = extra[start : start + 100]
         try:
@@ -177,8 +182,7 @@ async def _dry_run(services, engine, items, remote, excludes, scanned, args, out
     todo, unchanged = await engine.pending(items, remote.prefix())
     deletes: list[str] = []
     if args.delete:
-        local = {f.rel for f in scanned.files}
-        deletes = sorted(rel for rel in await remote_files(services, remote, excludes) if rel not in local)
+        deletes = await remote_extras(services, remote, excludes, scanned)
     for item in todo:
         if out.json:
             out.jsonl.print({"event": "would_send", "path": item.local.rel, "remote": item.remote, "size": item.local.size})
