@@ -105,6 +105,10 @@ async def remote_files(services: Services, remote: FileRemote, excludes: Exclude
     return found
 
 
+# An unreadable folder would look empty and cause deletes of what it holds: refuse them all.
+DELETE_REFUSED = "--delete skipped: the source had unreadable or special entries"
+
+
 async def remote_extras(services: Services, remote: FileRemote, excludes: Excludes, scanned: ScanResult) -> list[str]:
     """Files below the remote folder that the source does not have (what --delete removes)."""
     local = {f.rel for f in scanned.files}
@@ -162,8 +166,7 @@ async def _delete_extra(
     summary: RunSummary,
 ) -> None:
     if scanned.problems:
-        # An unreadable folder would look empty and cause deletes of what it holds: refuse.
-        progress.emit(Event("info", message="--delete skipped: the source had unreadable entries"))
+        progress.emit(Event("info", message=DELETE_REFUSED))
         return
     extra = await remote_extras(services, remote, excludes, scanned)
     for start in range(0, len(extra), 100):
@@ -181,7 +184,9 @@ async def _delete_extra(
 async def _dry_run(services, engine, items, remote, excludes, scanned, args, out) -> int:  # type: ignore[no-untyped-def]
     todo, unchanged = await engine.pending(items, remote.prefix())
     deletes: list[str] = []
-    if args.delete:
+    if args.delete and scanned.problems:
+        out.warn(f"note    {DELETE_REFUSED}")
+    elif args.delete:
         deletes = await remote_extras(services, remote, excludes, scanned)
     for item in todo:
         if out.json:

@@ -198,3 +198,20 @@ def test_unreadable_and_special_files_are_named_and_the_rest_sent(
     assert "unreadable" in messages and "special file" in messages
     assert emu.private_path("u/ok.txt").exists() and emu.private_path("u/link.txt").exists()
     assert summary["files_sent"] == 2
+
+
+def test_delete_is_refused_alike_by_dry_run_and_real_run_when_the_scan_had_problems(
+    emu: EmulatorThread, hub_env: dict, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write_random(src / "keep.txt", 10)
+    write_random(src / "extra.txt", 10, seed=1)
+    assert run_cli(["sync", str(src), "private:/p"], hub_env).returncode == 0
+    (src / "extra.txt").unlink()
+    os.mkfifo(src / "pipe")  # a special file: the scan reports it, so deletes are not trusted
+    dry = run_cli(["--json", "sync", str(src), "private:/p", "--delete", "--dry-run"], hub_env)
+    assert not [o for o in json_lines(dry.stdout) if o.get("event") == "would_delete"]
+    assert "--delete skipped" in dry.stderr
+    real = run_cli(["--json", "sync", str(src), "private:/p", "--delete"], hub_env)
+    assert real.returncode == 1  # the pipe is named as a failure
+    assert emu.private_path("p/extra.txt").exists()
