@@ -62,13 +62,21 @@ def hash_file(local: LocalFile) -> Digest:
     return Digest(md5=md5.hexdigest(), fingerprint=fingerprint(local.path, local.size))
 
 
+def pread_full(fd: int, length: int, offset: int) -> bytes:
+    """Up to `length` bytes at `offset`, retrying short reads; shorter only at end of file."""
+    data = os.pread(fd, length, offset)
+    while len(data) < length:
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
 def read_span(path: Path, offset: int, length: int) -> bytes:
     """Exactly `length` bytes at `offset`, or LocalFileChanged if the file got shorter."""
     with open(path, "rb", buffering=0) as f:
-        data = os.pread(f.fileno(), length, offset)
-        while len(data) < length:
-            more = os.pread(f.fileno(), length - len(data), offset + len(data))
-            if not more:
-                raise LocalFileChanged(f"{path} is shorter than expected")
-            data += more
+        data = pread_full(f.fileno(), length, offset)
+    if len(data) < length:
+        raise LocalFileChanged(f"{path} is shorter than expected")
     return data

@@ -24,6 +24,7 @@ import asyncssh
 from ..api import PlatformClient
 from ..bandwidth import TokenBucket
 from ..errors import AuthFailed, Fatal, LocalFileChanged, Retryable, TransferError
+from ..hashing import pread_full
 from ..hostkeys import HostKeyCheck, HostKeyPolicy, host_pattern
 from ..models import Digest, LocalFile, RemoteTarget, SftpAccount, Space
 from ..pacer import Pacer
@@ -246,7 +247,7 @@ class SftpDestination:
         if offset > 0:
             window = min(self.chunk_size, offset)
             theirs = await remote.read(window, offset - window)
-            ours = await asyncio.to_thread(_pread, fd, window, offset - window)
+            ours = await asyncio.to_thread(pread_full, fd, window, offset - window)
             if theirs != ours:
                 self.resume_mismatches += 1
                 log.info("%s: the last %d bytes before %d differ from the local file; re-sending them",
@@ -267,7 +268,7 @@ class SftpDestination:
             while pos < local.size or pending:
                 while pos < local.size and len(pending) < self.requests_in_flight:
                     n = min(self.block_size, local.size - pos)
-                    data = await asyncio.to_thread(_pread, fd, n, pos)
+                    data = await asyncio.to_thread(pread_full, fd, n, pos)
                     if len(data) != n:
                         raise LocalFileChanged(f"{local.rel} got shorter while it was sent")
                     if self.bandwidth is not None:
@@ -323,16 +324,6 @@ class _Progress:
     def sent(self, n: int) -> None:
         self.on_bytes(n, True)
         self.reported += n
-
-
-def _pread(fd: int, length: int, offset: int) -> bytes:
-    data = os.pread(fd, length, offset)
-    while len(data) < length:
-        more = os.pread(fd, length - len(data), offset + len(data))
-        if not more:
-            break
-        data += more
-    return data
 
 
 async def _makedirs(sftp: asyncssh.SFTPClient, folder: str) -> None:
