@@ -95,12 +95,7 @@ class FileRecord:
     updated_at: float
 
     def matches(self, local: LocalFile) -> bool:
-        return (self.size, self.mtime_ns, self.inode, self.device) == (
-            local.size,
-            local.mtime_ns,
-            local.inode,
-            local.device,
-        )
+        return (self.size, self.mtime_ns, self.inode, self.device) == local.stat_key
 
 
 def _record(row: sqlite3.Row) -> FileRecord:
@@ -198,12 +193,7 @@ class Journal:
             row = conn.execute("SELECT * FROM digests WHERE local_path=?", (str(local.path),)).fetchone()
             if row is None:
                 return None
-            if (row["size"], row["mtime_ns"], row["inode"], row["device"]) != (
-                local.size,
-                local.mtime_ns,
-                local.inode,
-                local.device,
-            ):
+            if (row["size"], row["mtime_ns"], row["inode"], row["device"]) != local.stat_key:
                 return None
             return Digest(md5=row["md5"], fingerprint=row["fingerprint"])
 

@@ -61,13 +61,13 @@ class LocalFile:
     inode: int
     device: int
 
+    @property
+    def stat_key(self) -> tuple[int, int, int, int]:
+        """What says the file is unchanged without reading it: (size, mtime_ns, inode, device)."""
+        return (self.size, self.mtime_ns, self.inode, self.device)
+
     def same_stat(self, other: LocalFile) -> bool:
-        return (self.size, self.mtime_ns, self.inode, self.device) == (
-            other.size,
-            other.mtime_ns,
-            other.inode,
-            other.device,
-        )
+        return self.stat_key == other.stat_key
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import LocalFileChanged
+from ..hashing import stat_file
 from ..journal import FileRecord, Journal
 from ..models import Digest, LocalFile, RemoteEntry, RemoteTarget, Space
 
@@ -80,8 +80,8 @@ class RemoteTree(Protocol):
 def ensure_unchanged(local: LocalFile) -> None:
     """Raise LocalFileChanged if the file's stat differs from when it was hashed (blocking)."""
     try:
-        st = os.stat(local.path)
+        now = stat_file(local.path, local.rel)
     except OSError as exc:
         raise LocalFileChanged(f"{local.rel} disappeared: {exc.strerror}") from exc
-    if (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev) != (local.size, local.mtime_ns, local.inode, local.device):
+    if not now.same_stat(local):
         raise LocalFileChanged(f"{local.rel} changed while it was sent")
