@@ -17,7 +17,7 @@ from emulator.sftp_server import host_key_path
 from emulator.storage import Space as EmuSpace
 from emulator.testing import EmulatorThread
 from transfer.api import PlatformClient
-from transfer.destinations.base import ResumeState
+from transfer.destinations.base import ConfirmItem, ResumeState
 from transfer.destinations.sftp import SftpDestination, part_name
 from transfer.errors import AuthFailed
 from transfer.hashing import hash_file, stat_file
@@ -164,7 +164,7 @@ async def test_corrupted_part_tail_is_detected_and_resent(emu_sftp: EmulatorThre
             assert md5_of(emu_sftp.private_path("deep/er/f.bin")) == digest.md5
             assert sent == size - offset + CS  # the mismatching window, then the rest
             assert emu_sftp.sftp_writes() - before == sent
-            assert (await dest.confirm([(target, size)]))[0].error is None
+            assert (await dest.confirm([ConfirmItem(target, size)]))[0].error is None
         finally:
             await dest.close()
             await journal.close()

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .destinations.base import Destination, ResumeState
+from .destinations.base import ConfirmItem, Destination, ResumeState
 from .errors import AuthFailed, EndpointUnavailable, LocalFileChanged, Retryable, TransferError
 from .hashing import fingerprint, hash_file, stat_file
 from .journal import FileRecord, Journal
@@ -308,7 +308,11 @@ class Engine:
         for group in by_destination.values():
             destination = group[0].destination
             try:
-                results = await destination.confirm([(e.item.target, e.item.local.size) for e in group])
+                results = await destination.confirm([
+                    ConfirmItem(e.item.target, e.item.local.size, e.record.md5 or "",
+                                ResumeState(self.journal, e.record, e.record.md5 or "", self.chunk_size))
+                    for e in group
+                ])
             except TransferError as exc:
                 results = None
                 error = _describe(exc)

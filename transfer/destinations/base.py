@@ -46,6 +46,20 @@ class ResumeState:
 
 
 @dataclass(frozen=True)
+class ConfirmItem:
+    """One sent file to confirm: where it went, its size and md5, and its resume state.
+
+    `resume` lets a destination with several steps after sending (datahub's staged import)
+    record which step a file reached, so a crash resumes at that step.
+    """
+
+    target: RemoteTarget
+    size: int
+    md5: str = ""
+    resume: ResumeState | None = None
+
+
+@dataclass(frozen=True)
 class Confirmation:
     """The result of checking a target after sending: None error means it shows as expected."""
 
@@ -64,8 +78,8 @@ class Destination(Protocol):
         """Make `target` hold `local`'s content, committed atomically; raise a TransferError if not."""
         ...
 
-    async def confirm(self, items: list[tuple[RemoteTarget, int]]) -> list[Confirmation]:
-        """Check that each target now shows with the given size."""
+    async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
+        """Check that each target now shows with the given size (and md5 where the platform tells)."""
         ...
 
 

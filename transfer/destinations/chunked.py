@@ -12,7 +12,7 @@ from ..errors import LocalFileChanged
 from ..folders import RemoteFolders
 from ..hashing import md5_hex, read_span
 from ..models import ChunkPlan, Digest, LocalFile, RemoteEntry, RemoteTarget, Space
-from .base import Confirmation, OnBytes, ResumeState, ensure_unchanged
+from .base import Confirmation, ConfirmItem, OnBytes, ResumeState, ensure_unchanged
 
 SMALL_FILE_THRESHOLD = 1 << 20
 
@@ -128,7 +128,7 @@ class ChunkedDestination:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    async def confirm(self, items: list[tuple[RemoteTarget, int]]) -> list[Confirmation]:
+    async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
         """One listing per folder confirms every file sent into it.
 
         A platform may show a merged file a moment later than it answers: folders with missing
@@ -141,12 +141,12 @@ class ChunkedDestination:
                 await asyncio.sleep(delay)
             by_folder: dict[tuple[Space, str], list[int]] = defaultdict(list)
             for i in waiting:
-                by_folder[(items[i][0].space, items[i][0].folder)].append(i)
+                by_folder[(items[i].target.space, items[i].target.folder)].append(i)
             waiting = []
             for (space, folder), group in by_folder.items():
                 listing = {e.name: e for e in await self.api.list_folder(space, folder)}
                 for i in group:
-                    target, size = items[i]
+                    target, size = items[i].target, items[i].size
                     entry = listing.get(target.name)
                     if entry is None or entry.is_dir:
                         verdicts[i] = "not shown in the folder listing after upload"
@@ -158,7 +158,7 @@ class ChunkedDestination:
                         verdicts[i] = None
             if not waiting:
                 break
-        return [Confirmation(items[i][0], verdicts[i]) for i in range(len(items))]
+        return [Confirmation(items[i].target, verdicts[i]) for i in range(len(items))]
 
 
 class FileStorageTree:

@@ -28,7 +28,7 @@ from ..hashing import pread_full
 from ..hostkeys import HostKeyCheck, HostKeyPolicy, host_pattern
 from ..models import Digest, LocalFile, RemoteTarget, SftpAccount, Space
 from ..pacer import Pacer
-from .base import Confirmation, OnBytes, ResumeState, ensure_unchanged
+from .base import Confirmation, ConfirmItem, OnBytes, ResumeState, ensure_unchanged
 
 log = logging.getLogger("hubsync.sftp")
 T = TypeVar("T")
@@ -290,10 +290,11 @@ class SftpDestination:
             await resume.put(offset=acked)
 
     # -- confirming ----------------------------------------------------------------------
-    async def confirm(self, items: list[tuple[RemoteTarget, int]]) -> list[Confirmation]:
+    async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
         """Stat each target: it must exist as a regular file of the expected size."""
         results: list[Confirmation] = []
-        for target, size in items:
+        for item in items:
+            target, size = item.target, item.size
             try:
                 attrs = await self._call(target.space, lambda sftp, t=target: sftp.stat(t.path))
             except Fatal as exc:
