@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import file_user_api, files_api, ruoyi_api
+from . import datahub_api, datahub_data_api, file_user_api, files_api, ruoyi_api
 from .config import EmulatorConfig
 from .middleware import CONTROL_PREFIX, gate_middleware, log_middleware
 from .state import STATE, EmulatorState
@@ -17,10 +17,14 @@ def build_app(config: EmulatorConfig) -> web.Application:
     ruoyi_api.add_routes(app)
     files_api.add_routes(app)
     file_user_api.add_routes(app)
+    datahub_api.add_routes(app)
+    datahub_data_api.add_routes(app)
     app.router.add_get(CONTROL_PREFIX + "faults", _get_faults)
     app.router.add_post(CONTROL_PREFIX + "faults", _set_faults)
     app.router.add_post(CONTROL_PREFIX + "expire-tokens", _expire_tokens)
     app.on_startup.append(_open_log)
+    app.on_startup.append(_resume_jobs)
+    app.on_cleanup.append(_stop_jobs)
     app.on_cleanup.append(_close_log)
     return app
 
@@ -49,6 +53,14 @@ async def _open_log(app: web.Application) -> None:
 
 async def _close_log(app: web.Application) -> None:
     app[STATE].log.close()
+
+
+async def _resume_jobs(app: web.Application) -> None:
+    app[STATE].jobs.resume()
+
+
+async def _stop_jobs(app: web.Application) -> None:
+    await app[STATE].jobs.close()
 
 
 # -- test controls (not part of the platform; no token needed, never logged) -------------------

@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--retry-after", type=int, default=1, metavar="SECONDS")
     faults.add_argument("--chunk-api-off", action="store_true")
     faults.add_argument("--seed", type=int)
+    datahub = p.add_argument_group("datahub pace")
+    datahub.add_argument("--datahub-create-delay", type=float, default=0.3, metavar="SECONDS")
+    datahub.add_argument("--datahub-import-delay", type=float, default=0.2, metavar="SECONDS")
+    datahub.add_argument("--datahub-assemble-delay", type=float, default=0.1, metavar="SECONDS")
     return p
 
 
@@ -106,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                 busy_rate=args.busy_rate,
                 retry_after=args.retry_after,
                 chunk_api_off=args.chunk_api_off,
+                datahub_create_delay=args.datahub_create_delay,
+                datahub_import_delay=args.datahub_import_delay,
+                datahub_assemble_delay=args.datahub_assemble_delay,
             ),
         )
     except ValueError as e:

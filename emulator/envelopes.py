@@ -64,9 +64,9 @@ def ruoyi_ok(**fields: Any) -> web.Response:
     return web.json_response({"msg": OK_MESSAGE, "code": 200, **fields})
 
 
-def datahub_ok(data: Any = None, message: str = OK_MESSAGE) -> web.Response:
-    """Success envelope of the datahub family."""
-    return web.json_response({"code": 200, "success": True, "message": message, "data": data})
+def datahub_ok(data: Any = None, message: str = OK_MESSAGE, *, code: int = 200) -> web.Response:
+    """Success envelope of the datahub family (some seed examples show `code` 0 on success)."""
+    return web.json_response({"code": code, "success": True, "message": message, "data": data})
 
 
 def envelope_ok(body: Any) -> bool | None:

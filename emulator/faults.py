@@ -13,16 +13,22 @@ from typing import Any, Literal
 AuthErrorForm = Literal["random", "http", "body"]
 
 _RATES = ("chunk_error_rate", "reset_rate", "busy_rate", "wrong_chunk_md5_rate")
+_DELAYS = ("latency", "datahub_create_delay", "datahub_import_delay", "datahub_assemble_delay")
+_SWITCHES = ("chunk_api_off", "datahub_create_fail", "datahub_import_drop")
 
 
 @dataclass
 class Faults:
-    """Runtime fault switches; assign attributes (or `update`) at any time, from any thread."""
+    """Runtime fault switches; assign attributes (or `update`) at any time, from any thread.
+
+    The `datahub_*_delay` fields are not faults but the platform's pace: how long its
+    asynchronous datahub jobs take. They live here so that tests can change them at run time.
+    """
 
     seed: int | None = None
-    #: Fraction of chunk-protocol calls (and simple uploads) answered HTTP 500.
+    #: Fraction of chunk-protocol calls (simple uploads, datahub uploadFile too) answered HTTP 500.
     chunk_error_rate: float = 0.0
-    #: Fraction of uploadFile calls whose connection is aborted after part of the body.
+    #: Fraction of uploadFile calls (file and datahub) whose connection is aborted mid-body.
     reset_rate: float = 0.0
     #: Seconds added to every API call.
     latency: float = 0.0
@@ -40,6 +46,16 @@ class Faults:
     token_lifetime: float | None = None
     #: How an invalid or expired token is answered: HTTP 401, HTTP 200 with code 401, or either.
     auth_error_form: AuthErrorForm = "random"
+    #: Seconds a datahub createVersion stays in createStatus 0.
+    datahub_create_delay: float = 0.3
+    #: Datahub version creations started from now on end in createStatus 2 (failed).
+    datahub_create_fail: bool = False
+    #: Seconds before a datahub importFiles job copies its sources.
+    datahub_import_delay: float = 0.2
+    #: Datahub import jobs started from now on never run (the files never appear).
+    datahub_import_drop: bool = False
+    #: Seconds between a submitId's last chunk and its file appearing in the version.
+    datahub_assemble_delay: float = 0.1
     _rng: random.Random = field(init=False, repr=False, compare=False)
     _consecutive: int = field(default=0, init=False, repr=False, compare=False)
 
@@ -108,9 +124,9 @@ def _check(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
             raise ValueError(f"{name} must be a number in [0, 1]")
         return float(value)
-    if name == "latency":
+    if name in _DELAYS:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError("latency must be a number >= 0")
+            raise ValueError(f"{name} must be a number >= 0")
         return float(value)
     if name == "token_lifetime":
         if value is None:
@@ -130,9 +146,9 @@ def _check(name: str, value: Any) -> Any:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError("seed must be an integer or null")
         return value
-    if name == "chunk_api_off":
+    if name in _SWITCHES:
         if not isinstance(value, bool):
-            raise ValueError("chunk_api_off must be a boolean")
+            raise ValueError(f"{name} must be a boolean")
         return value
     if name == "auth_error_form":
         if value not in ("random", "http", "body"):

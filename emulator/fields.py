@@ -93,9 +93,9 @@ class JsonFields:
             return int(value)
         raise ill_typed(name, "整数")
 
-    def boolean(self, name: str) -> bool:
-        """An optional JSON boolean, false when absent."""
-        value = self._get(name, False)
+    def boolean(self, name: str, *, required: bool = False) -> bool:
+        """A JSON boolean (an absent optional one reads as false)."""
+        value = self._get(name, required)
         if value is None:
             return False
         if not isinstance(value, bool):

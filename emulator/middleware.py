@@ -3,6 +3,9 @@
 Order of the gate, and why: latency applies to every call; a switched-off chunk API answers 404
 before anything else (the route does not exist); busy/500/reset faults come before the token
 check (a platform in trouble fails before it authenticates); then the token.
+
+Datahub downloads (GETs of a tempUrl) pass the same gate but are no envelope family: their
+refusals are plain HTTP answers.
 """
 
 from __future__ import annotations
@@ -25,9 +28,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CONTROL_PREFIX = "/__emulator__/"
 LOGIN_PATH = "/prod-api/login"
 UPLOAD_CHUNK_PATH = "/api/file/file/uploadFile"
+DATAHUB_UPLOAD_PATH = "/api/market/datahub/data/uploadFile"
+#: Calls whose connection `reset_rate` aborts mid-body: the two chunk uploads.
+RESET_PATHS = frozenset({UPLOAD_CHUNK_PATH, DATAHUB_UPLOAD_PATH})
+#: Datahub tempUrls (datahub_data_api.DOWNLOAD_PREFIX; not imported: the gate knows no routes).
+DOWNLOAD_PREFIX = "/api/aiosFile/"
 #: The md5 chunk protocol; `chunk_api_off` removes exactly these routes.
 CHUNK_PATHS = frozenset({"/api/file/file/checkFileExist", UPLOAD_CHUNK_PATH, "/api/file/file/mergeFile"})
 SIMPLE_UPLOAD_PATHS = frozenset({"/api/file/file/uploadFolder", "/api/file/file/uploadPublicFolder"})
+#: Calls that `chunk_error_rate` answers with HTTP 500.
+CHUNK_ERROR_PATHS = CHUNK_PATHS | SIMPLE_UPLOAD_PATHS | {DATAHUB_UPLOAD_PATH}
 _BUSY_MESSAGE = "系统繁忙，请稍后重试"
 _ERROR_MESSAGE = "系统内部错误"
 _RESET_READ_LIMIT = 4 << 20
@@ -70,7 +80,8 @@ async def log_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Inject configured faults, then require a valid Bearer token on business calls."""
     family = family_of(request.path)
-    if family is None:
+    download = request.path.startswith(DOWNLOAD_PREFIX)
+    if family is None and not download:
         return await handler(request)
     state = request.app[STATE]
     faults = state.config.faults
@@ -83,14 +94,16 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if faults.inject_error(faults.busy_rate):
         request[FAULT] = "busy"
         status = faults.busy_status
-        response = error_response(family, status, _BUSY_MESSAGE, http_status=status)
+        if download:
+            response = web.Response(status=status, text=_BUSY_MESSAGE)
+        else:
+            response = error_response(family, status, _BUSY_MESSAGE, http_status=status)
         response.headers["Retry-After"] = str(int(faults.retry_after))
         return response
-    if path in CHUNK_PATHS or path in SIMPLE_UPLOAD_PATHS:
-        if faults.inject_error(faults.chunk_error_rate):
-            request[FAULT] = "chunk_error"
-            return error_response(family, 500, _ERROR_MESSAGE, http_status=500)
-    if path == UPLOAD_CHUNK_PATH and faults.inject_error(faults.reset_rate):
+    if path in CHUNK_ERROR_PATHS and faults.inject_error(faults.chunk_error_rate):
+        request[FAULT] = "chunk_error"
+        return error_response(family, 500, _ERROR_MESSAGE, http_status=500)
+    if path in RESET_PATHS and faults.inject_error(faults.reset_rate):
         request[FAULT] = "reset"
         await _abort_midway(request, faults)
     faults.clean_call()
@@ -101,8 +114,11 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-def _authenticate(request: web.Request, state: EmulatorState, family: Family) -> web.Response | None:
-    """Set the caller from the Bearer token; or the 401 answer, in one of the two house forms."""
+def _authenticate(request: web.Request, state: EmulatorState, family: Family | None) -> web.Response | None:
+    """Set the caller from the Bearer token; or the 401 answer, in one of the two house forms.
+
+    A download (family None) is refused with a plain HTTP 401.
+    """
     header = request.headers.get("Authorization", "")
     token = header[len("Bearer ") :] if header.startswith("Bearer ") else ""
     claims = state.tokens.verify(token) if token else None
@@ -111,6 +127,8 @@ def _authenticate(request: web.Request, state: EmulatorState, family: Family) ->
         request[USER] = user
         return None
     message = f"请求访问：{request.path}，认证失败，无法访问系统资源"
+    if family is None:
+        return web.Response(status=401, text=message)
     in_body = state.config.faults.auth_error_in_body()
     return error_response(family, 401, message, http_status=200 if in_body else 401)
 
@@ -141,7 +159,9 @@ def _spring_not_found(path: str) -> web.Response:
 def _response_ok(response: web.StreamResponse) -> bool:
     if not 200 <= response.status < 300:
         return False
-    if not isinstance(response, web.Response) or response.content_type != "application/json":
+    if not isinstance(response, web.Response):
+        return response.prepared  # a download streamed by its handler: it was served
+    if response.content_type != "application/json":
         return False
     body = response.body
     if not isinstance(body, bytes | bytearray):

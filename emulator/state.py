@@ -12,6 +12,9 @@ from aiohttp import web
 from .accounts import SftpAccounts
 from .auth import TokenIssuer
 from .config import EmulatorConfig, EmulatorUser
+from .datahub_files import SubmitStore
+from .datahub_jobs import DatahubJobs
+from .datahub_store import DatahubStore
 from .request_log import RequestLog
 from .storage import Storage
 
@@ -25,19 +28,28 @@ class EmulatorState:
     accounts: SftpAccounts
     tokens: TokenIssuer
     log: RequestLog
-    # Serialises merges with chunk writes of the same (space, fileMd5).
+    datahub: DatahubStore
+    submits: SubmitStore
+    jobs: DatahubJobs
+    # Serialises merges with chunk writes of the same (space, fileMd5), and the chunks of one
+    # datahub submitId.
     chunk_locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     @classmethod
     def create(cls, config: EmulatorConfig) -> EmulatorState:
         """Build the state for `config` (creates the root's directories)."""
         assert config.log_path is not None  # set by EmulatorConfig.__post_init__
+        datahub = DatahubStore(config.root)
+        submits = SubmitStore(datahub.dir)
         return cls(
             config=config,
             storage=Storage(config.root),
             accounts=SftpAccounts(config.root),
             tokens=TokenIssuer(config.jwt_secret),
             log=RequestLog(config.log_path),
+            datahub=datahub,
+            submits=submits,
+            jobs=DatahubJobs(datahub, submits, config.faults),
         )
 
 

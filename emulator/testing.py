@@ -7,6 +7,9 @@ Typical use in a test:
         ...  # talk HTTP to emu.url; inspect emu.log_entries(), emu.private_path("dir/f")
 
 Tests run their own event loop; the emulator's loop lives in its own thread.
+
+Keyword arguments are EmulatorConfig fields, or fault switches (faults.py) that EmulatorConfig
+does not have, e.g. `EmulatorThread(root, datahub_create_delay=1.0, busy_rate=0.1)`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from dataclasses import fields
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,6 +26,7 @@ from aiohttp import web
 
 from .app import start_server
 from .config import EmulatorConfig
+from .datahub_store import KINDS, DatahubStore, Kind, Owner
 from .faults import Faults
 from .state import STATE
 
@@ -37,7 +42,11 @@ class EmulatorThread:
         self.sftp_port = 0
         self.sftp_refuse_logins = False  # test switch: the SFTP server refuses every password
         self._sftp_acceptor: Any = None
+        config_names = {f.name for f in fields(EmulatorConfig)}
+        fault_names = set(Faults().public_fields()) - config_names
+        switches = {k: config_overrides.pop(k) for k in list(config_overrides) if k in fault_names}
         self.config = EmulatorConfig(root=Path(root), **config_overrides)
+        self.config.faults.update(switches)
         self.root = self.config.root
         self.port = 0
         self.url = ""
@@ -154,6 +163,45 @@ class EmulatorThread:
     def public_path(self, rel: str, tenant_id: int = 101) -> Path:
         """Disk path of `rel` in a tenant's public space."""
         return self.root / "spaces" / "public" / str(tenant_id) / rel.lstrip("/")
+
+    # -- the datahub ------------------------------------------------------------------------------
+
+    def datahub_create_asset(
+        self, kind: Kind, name: str, versions: tuple[str, ...] = ("v1",), user_id: int = 5
+    ) -> tuple[str, list[str]]:
+        """Make an asset owned by `user_id` whose versions (oldest first) are all finished.
+
+        Returns the asset id and the version ids in the order of `versions`. Direct state
+        manipulation: no HTTP call, nothing in the request log.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown datahub kind {kind!r}")
+        user = self.config.user_by_id(user_id)
+        if user is None:
+            raise ValueError(f"no emulator user with id {user_id}")
+        owner = Owner(user.username, user.user_id, user.tenant_id)
+        asset = self._datahub().create_asset(kind, name, owner, version_names=tuple(versions))
+        return asset.id, [v.id for v in asset.versions]
+
+    def datahub_path(self, kind: Kind, asset_id: str, version_id: str, rel: str = "") -> Path:
+        """Disk path of `rel` inside a datahub version (the version's root for "")."""
+        return self.root / "datahub" / kind / asset_id / version_id / "files" / rel.lstrip("/")
+
+    def datahub_versions(self, kind: Kind, asset_id: str) -> list[dict[str, Any]]:
+        """The asset's versions, oldest first: id, name, createStatus, parentId."""
+        asset = self._datahub().asset(asset_id)
+        if asset is None or asset.kind != kind:
+            raise KeyError(f"no {kind} asset {asset_id}")
+        return [
+            {"id": v.id, "name": v.name, "createStatus": v.status, "parentId": v.parent_id}
+            for v in asset.versions
+        ]
+
+    def _datahub(self) -> DatahubStore:
+        """The running emulator's store (thread-safe), or one on the root while stopped."""
+        if self._runner is not None and self._thread is not None:
+            return self._runner.app[STATE].datahub
+        return DatahubStore(self.root)
 
     # -- the thread ---------------------------------------------------------------------------
 

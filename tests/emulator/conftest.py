@@ -76,6 +76,10 @@ class Api:
         async with self.session.post(self.url + path, json=body, headers=self.headers(auth)) as r:
             return r.status, await _body(r)
 
+    async def put(self, path: str, body: Any) -> tuple[int, Any]:
+        async with self.session.put(self.url + path, json=body, headers=self.headers()) as r:
+            return r.status, await _body(r)
+
     async def get(self, path: str) -> tuple[int, Any]:
         async with self.session.get(self.url + path, headers=self.headers()) as r:
             return r.status, await _body(r)
