@@ -98,6 +98,7 @@ class Services:
                 allow_password_reset=s.allow_password_reset,
                 chunk_size=t.chunk_size,
                 bandwidth=self.bandwidth,
+                stale_part_age=s.stale_part_age,
             )
         return self.sftp
 

@@ -9,6 +9,10 @@
 - For tests, every file handle that wrote data appends one line to `<root>/sftp.jsonl` when it
   is closed (or its connection drops): `{"op": "write", "space": "private/5", "path": "a/.b.hubsync-part",
   "bytes": N}` with `path` relative to the space root. `sftp_write_log(root)` reads it back.
+- A file a handle wrote to is hashed into the content index when that handle closes, before
+  the close is answered (`Storage.index_written`): `checkFileExist` then reports the content
+  as held, as it does for merged uploads. A rename keeps the inode, so the entry follows the
+  file to its final name; a later write makes the entry stale.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import asyncssh
 
 from .accounts import SftpAccounts
 from .config import EmulatorConfig
-from .storage import Space
+from .storage import Space, Storage
 
 HOST_KEY_NAME = "sftp_host_key"
 WRITE_LOG_NAME = "sftp.jsonl"
@@ -103,20 +107,21 @@ class _AccountServer(asyncssh.SSHServer):
 class _SpaceSftp(asyncssh.SFTPServer):
     """An SFTP session chrooted to the logged-in account's space, counting bytes written."""
 
-    def __init__(self, chan: asyncssh.SSHServerChannel, root: Path, log: _WriteLog) -> None:
+    def __init__(self, chan: asyncssh.SSHServerChannel, root: Path, log: _WriteLog, storage: Storage) -> None:
         space: Space = chan.get_connection().get_extra_info(_SPACE)
         self._space = space
         self._space_root = root / "spaces" / space.kind / str(space.owner_id)
         self._space_root.mkdir(parents=True, exist_ok=True)
         super().__init__(chan, chroot=os.fsencode(self._space_root))
         self._log = log
-        self._written: dict[int, list[Any]] = {}
+        self._storage = storage
+        self._written: dict[int, list[Any]] = {}  # id(file) -> [space-relative path, bytes, disk path]
 
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         file_obj = super().open(path, pflags, attrs)
         # `path` is as the client sent it (relative to the chroot, or absolute inside it).
         rel = posixpath.normpath(posixpath.join("/", os.fsdecode(path))).lstrip("/")
-        self._written[id(file_obj)] = [rel, 0]
+        self._written[id(file_obj)] = [rel, 0, Path(os.fsdecode(self.map_path(path)))]
         return file_obj
 
     def write(self, file_obj: object, offset: int, data: bytes) -> int:
@@ -126,20 +131,25 @@ class _SpaceSftp(asyncssh.SFTPServer):
             entry[1] += len(data)
         return result  # type: ignore[return-value]
 
-    def close(self, file_obj: object) -> None:
-        self._flush(id(file_obj))
+    async def close(self, file_obj: object) -> None:  # asyncssh awaits it, also when a connection drops
+        entry = self._flush(id(file_obj))
         super().close(file_obj)
+        if entry is not None:
+            await asyncio.to_thread(self._storage.index_written, entry[2])
 
     def exit(self) -> None:
         for key in list(self._written):
             self._flush(key)
         super().exit()
 
-    def _flush(self, key: int) -> None:
+    def _flush(self, key: int) -> list[Any] | None:
+        """Log the bytes a handle wrote; returns its entry if it wrote any."""
         entry = self._written.pop(key, None)
-        if entry is not None and entry[1]:
-            self._log.append({"op": "write", "space": f"{self._space.kind}/{self._space.owner_id}",
-                              "path": entry[0], "bytes": entry[1]})
+        if entry is None or not entry[1]:
+            return None
+        self._log.append({"op": "write", "space": f"{self._space.kind}/{self._space.owner_id}",
+                          "path": entry[0], "bytes": entry[1]})
+        return entry
 
 
 async def start_sftp_server(
@@ -154,12 +164,13 @@ async def start_sftp_server(
     key = await asyncio.to_thread(load_host_key, root)
     accounts = SftpAccounts(root)
     log = _WriteLog(root / WRITE_LOG_NAME)
+    storage = await asyncio.to_thread(Storage, root)
     acceptor = await asyncssh.create_server(
         lambda: _AccountServer(accounts, refuse_logins),
         config.host,
         port,
         server_host_keys=[key],
-        sftp_factory=lambda chan: _SpaceSftp(chan, root, log),
+        sftp_factory=lambda chan: _SpaceSftp(chan, root, log, storage),
         allow_scp=False,
         agent_forwarding=False,
         x11_forwarding=False,

@@ -6,6 +6,7 @@ Layout under the emulator's root (shared with the SFTP server, which serves the 
     spaces/public/<tenantId>/...      a tenant's public space
     chunks/<private-U|public-T>/<fileMd5>/<index>   received chunks (+ <index>.md5 sidecars)
     objects/<md5>  (+ <md5>.meta)     content index: a hard link to every file the platform holds
+                                      (merged or simply uploaded over HTTP, or written over SFTP)
     tmp/                              uploads and merges in progress, never visible in a space
 
 Everything here is blocking; the HTTP layer calls it through `asyncio.to_thread`. Errors a
@@ -318,6 +319,36 @@ class Storage:
             meta_path.unlink(missing_ok=True)
             return None
         return obj if st.st_size == size else None
+
+    def index_written(self, path: Path) -> str | None:
+        """Index a file written outside the HTTP API (over SFTP) as held content; returns its md5.
+
+        House reading: the platform holds what its SFTP service wrote, as it holds merged
+        uploads, so `checkFileExist` reports that content (md5, size) as held. Blocking: hashes
+        the file. Returns None for an empty file or one that changed while it was hashed.
+        """
+        try:
+            before = path.stat()
+        except OSError:
+            return None
+        if before.st_size == 0:
+            return None
+        md5 = hashlib.md5()
+        with open(path, "rb") as f:
+            while block := f.read(_READ_BLOCK):
+                md5.update(block)
+        digest = md5.hexdigest()
+        if self.held_object(digest, before.st_size) is not None:
+            return digest  # keep the copy indexed first: rewriting this one must not unindex it
+        tmp = self._tmp_name("obj-")
+        os.link(path, tmp)
+        st = tmp.stat()  # the linked inode: a write after this makes held_object drop the entry
+        if (st.st_ino, st.st_size, st.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+            tmp.unlink(missing_ok=True)
+            return None
+        _write_json(self.objects_dir / f"{digest}.meta", {"size": st.st_size, "mtime_ns": st.st_mtime_ns})
+        os.replace(tmp, self.objects_dir / digest)
+        return digest
 
     def _remember(self, path: Path, md5: str) -> None:
         """Index `path` (about to become visible) as the content `md5`."""

@@ -95,6 +95,8 @@ async def test_sizes_and_names(rig: Rig, tmp_path: Path) -> None:
     for rel in SIZES:
         assert md5_of(rig.on_disk(rel)) == md5_of(src / rel), rel
     assert not list(rig.emu.private_path(rig.remote_root).rglob("*.hubsync-part"))
+    if isinstance(rig.destination, SftpDestination):  # the engine hands confirm() each file's md5
+        assert rig.destination.md5_confirmed == sum(1 for size in SIZES.values() if size)
 
 
 class _Interrupted(Exception):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +20,10 @@ from emulator.storage import Space as EmuSpace
 from emulator.testing import EmulatorThread
 from transfer.api import PlatformClient
 from transfer.destinations.base import ConfirmItem, ResumeState
-from transfer.destinations.sftp import SftpDestination, part_name
+from transfer.destinations.sftp import MD5_PROBES, SftpDestination, part_name
 from transfer.errors import AuthFailed
 from transfer.hashing import hash_file, stat_file
-from transfer.journal import Journal
+from transfer.journal import FileRecord, Journal
 from transfer.models import RemoteTarget, SftpAccount, Space
 
 from .conftest import (
@@ -57,16 +59,25 @@ def test_auto_switches_to_sftp_when_the_chunk_api_is_off(emu_sftp: EmulatorThrea
                                                          tmp_path: Path) -> None:
     emu_sftp.faults.chunk_api_off = True
     src = tmp_path / "src"
-    # Every file is above the small-file threshold, so each would use the (disabled) chunk API.
+    # Files from the small-file threshold (1 MiB) up would use the (disabled) chunk API.
     sizes = {"big.bin": 100 * MiB + 7, "中文 目录/数据 文件.bin": 2 * MiB + 1, "a/b/c.bin": CS + 1}
-    for i, (rel, size) in enumerate(sizes.items()):
+    # Smaller ones use the simple upload, which still works: over HTTP if sent before the run
+    # switched, over SFTP after. Either is fine; the output must say which was used.
+    small = {"small.txt": 1000, "empty.txt": 0}
+    for i, (rel, size) in enumerate({**sizes, **small}.items()):
         write_random(src / rel, size, seed=i)
     result = run_cli(["--json", "sync", str(src), "private:/x"], sftp_env)
     summary = summary_of(result)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert summary["files_sent"] == 3 and summary["transports"] == ["sftp"]
+    assert summary["files_sent"] == 5
+    done = {e["path"]: e["transport"] for e in json_lines(result.stdout) if e.get("event") == "done"}
+    assert {done[rel] for rel in sizes} == {"sftp"}
+    assert {done[rel] for rel in small} <= {"http", "sftp"}
+    assert summary["transports"] == sorted(set(done.values()))
     infos = [e for e in json_lines(result.stdout) if e.get("event") == "info"]
     assert any("switching this run to sftp" in e.get("message", "") for e in infos), infos
+    for rel in small:
+        assert md5_of(emu_sftp.private_path(f"x/{rel}")) == md5_of(src / rel), rel
     for rel in sizes:
         assert md5_of(emu_sftp.private_path(f"x/{rel}")) == md5_of(src / rel), rel
     assert not list(emu_sftp.private_path("x").rglob("*.hubsync-part"))
@@ -291,3 +302,157 @@ def test_refused_sftp_login_stops_the_run_with_exit_3(emu_sftp: EmulatorThread, 
     assert result.returncode == 3, result.stdout + result.stderr
     assert "allow_password_reset" in result.stderr
     assert _calls(emu_sftp, "updateUserInfo") == 0
+
+
+# -- stale part files ---------------------------------------------------------------------------
+
+DAY = 86400.0
+
+
+class _Interrupted(Exception):
+    pass
+
+
+async def _interrupted_send(dest: SftpDestination, journal: Journal, src: Path, target: RemoteTarget,
+                            key: str, stop_after: int) -> FileRecord:
+    """Send until `stop_after` bytes went by, as a crashed run would; returns the journal's record."""
+    local = stat_file(src, src.name)
+    digest = hash_file(local)
+    record = await journal.begin(local, key, md5=digest.md5, chunk_size=CS, transport="sftp")
+    done = 0
+
+    def stop(n: int, crossed: bool) -> None:
+        nonlocal done
+        done += n
+        if done > stop_after:
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        await dest.send(local, digest, target, ResumeState(journal, record, digest.md5, CS), stop)
+    record = await journal.get(str(src), key)
+    assert record is not None and record.resume["offset"] >= CS
+    return record
+
+
+def _age(path: Path, days: float) -> None:
+    old = time.time() - days * DAY
+    os.utime(path, (old, old))
+
+
+@pytest.mark.parametrize("stale", [False, True])
+async def test_a_stale_part_is_started_again_not_resumed(emu_sftp: EmulatorThread, tmp_path: Path,
+                                                         stale: bool) -> None:
+    size = 3 * CS + 11
+    src = write_random(tmp_path / "s.bin", size, seed=5)
+    target = RemoteTarget(Space.PRIVATE, "st", "s.bin")
+    part = emu_sftp.private_path("st/" + part_name("s.bin"))
+    async with PlatformClient(emu_sftp.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:
+        journal = await Journal(tmp_path / "j.sqlite3").open()
+        dest = SftpDestination(api, pin_file=tmp_path / "known_hosts", chunk_size=CS, stale_part_age=7 * DAY)
+        try:
+            record = await _interrupted_send(dest, journal, src, target, "k", stop_after=CS + CS // 2)
+            offset = record.resume["offset"]
+            _age(part, 8 if stale else 6)
+            local = stat_file(src, src.name)
+            sent = 0
+
+            def count(n: int, crossed: bool) -> None:
+                nonlocal sent
+                sent += n if crossed else 0
+
+            await dest.send(local, hash_file(local), target, ResumeState(journal, record, record.md5 or "", CS), count)
+        finally:
+            await dest.close()
+            await journal.close()
+    assert sent == (size if stale else size - offset)
+    assert md5_of(emu_sftp.private_path("st/s.bin")) == md5_of(src) and not part.exists()
+
+
+async def test_only_stale_parts_the_journal_names_as_ours_are_removed(emu_sftp: EmulatorThread,
+                                                                      tmp_path: Path) -> None:
+    def at(name: str) -> Path:
+        return emu_sftp.private_path("p/" + part_name(name))
+
+    async with PlatformClient(emu_sftp.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:
+        journal = await Journal(tmp_path / "j.sqlite3").open()
+        dest = SftpDestination(api, pin_file=tmp_path / "known_hosts", chunk_size=CS, stale_part_age=7 * DAY)
+        try:
+            records = {}
+            for name, key in [("old.bin", "ns1 private:/p/old.bin"), ("fresh.bin", "ns1 private:/p/fresh.bin"),
+                              ("gone.bin", "ns1 private:/p/gone.bin"), ("other.bin", "ns2 private:/p/other.bin")]:
+                src = write_random(tmp_path / name, 2 * CS + 1, seed=len(records))
+                target = RemoteTarget(Space.PRIVATE, "p", name)
+                records[name] = await _interrupted_send(dest, journal, src, target, key, stop_after=CS + 1)
+            await journal.update(records["old.bin"].id, state="failed", last_error="x")
+            for name in ("old.bin", "other.bin"):
+                _age(at(name), 8)
+            _age(at("fresh.bin"), 6)
+            at("gone.bin").unlink()
+            foreign = at("foreign.bin")  # same naming, old, but no record of this agent names it
+            foreign.write_bytes(b"someone else's")
+            _age(foreign, 30)
+
+            removed = await dest.remove_stale_parts(journal, "ns1 ")
+
+            assert removed == ["private:/p/" + part_name("old.bin")]
+            assert not at("old.bin").exists()
+            assert at("fresh.bin").exists() and at("other.bin").exists() and foreign.exists()
+            after = {name: await journal.get(str(tmp_path / name), r.remote) for name, r in records.items()}
+            assert after["old.bin"] is not None and after["old.bin"].resume.get("part") is None
+            assert after["gone.bin"] is not None and after["gone.bin"].resume.get("part") is None
+            assert after["fresh.bin"] is not None and after["fresh.bin"].resume.get("part") == "p/" + part_name("fresh.bin")
+            assert await dest.remove_stale_parts(journal, "ns1 ") == []  # nothing named is left to remove
+        finally:
+            await dest.close()
+            await journal.close()
+
+
+# -- md5 through checkFileExist -------------------------------------------------------------------
+
+async def test_confirm_reports_md5_held_where_the_platform_indexes_sftp_uploads(emu_sftp: EmulatorThread,
+                                                                                tmp_path: Path) -> None:
+    src = write_random(tmp_path / "m.bin", 2 * CS + 3, seed=8)
+    target = RemoteTarget(Space.PRIVATE, "m", "m.bin")
+    async with PlatformClient(emu_sftp.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:
+        journal = await Journal(tmp_path / "j.sqlite3").open()
+        dest = SftpDestination(api, pin_file=tmp_path / "known_hosts", chunk_size=CS, confirm_concurrency=1)
+        try:
+            await _send_one(dest, journal, src, target)
+            size, md5 = src.stat().st_size, md5_of(src)
+            assert (await dest.confirm([ConfirmItem(target, size, md5)]))[0].error is None
+            assert (dest.md5_confirmed, dest.md5_not_held) == (1, 0)
+            # Content the platform does not hold (here: an md5 it never saw) is not a failure:
+            # "not held" proves nothing. After MD5_PROBES such answers the run stops asking.
+            before = _calls(emu_sftp, "/checkFileExist")
+            others = [ConfirmItem(target, size, f"{i:032x}") for i in range(MD5_PROBES + 4)]
+            dest.md5_confirmed = 0
+            assert [c.error for c in await dest.confirm(others)] == [None] * len(others)
+            assert dest.md5_not_held == MD5_PROBES
+            assert _calls(emu_sftp, "/checkFileExist") - before == MD5_PROBES
+            # The size is still checked.
+            wrong = await dest.confirm([ConfirmItem(target, size + 1, md5)])
+            assert wrong[0].error == f"holds {size} bytes over SFTP, expected {size + 1}"
+        finally:
+            await dest.close()
+            await journal.close()
+
+
+async def test_confirm_falls_back_to_the_size_when_checkfileexist_is_off(emu_sftp: EmulatorThread,
+                                                                         tmp_path: Path) -> None:
+    src = write_random(tmp_path / "n.bin", CS + 9, seed=4)
+    targets = [RemoteTarget(Space.PRIVATE, "n", f"n{i}.bin") for i in range(3)]
+    async with PlatformClient(emu_sftp.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:
+        journal = await Journal(tmp_path / "j.sqlite3").open()
+        dest = SftpDestination(api, pin_file=tmp_path / "known_hosts", chunk_size=CS, confirm_concurrency=1)
+        try:
+            for target in targets:
+                await _send_one(dest, journal, src, target)
+            emu_sftp.faults.chunk_api_off = True
+            before = _calls(emu_sftp, "/checkFileExist")
+            items = [ConfirmItem(t, src.stat().st_size, md5_of(src)) for t in targets]
+            assert [c.error for c in await dest.confirm(items)] == [None, None, None]
+            assert dest.md5_confirmed == 0
+            assert _calls(emu_sftp, "/checkFileExist") - before == 1  # one 404, then no more asking
+        finally:
+            await dest.close()
+            await journal.close()

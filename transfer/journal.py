@@ -221,6 +221,19 @@ class Journal:
 
         return await self._run(q)
 
+    async def resume_parts(self, remote_prefix: str, transport: str) -> list[FileRecord]:
+        """Records under `remote_prefix`, in any state, whose resume blob names a `transport` temp file."""
+
+        def q(conn: sqlite3.Connection) -> list[FileRecord]:
+            rows = conn.execute(
+                "SELECT * FROM files WHERE substr(remote,1,?)=? AND resume IS NOT NULL",
+                (len(remote_prefix), remote_prefix),
+            ).fetchall()
+            records = [_record(r) for r in rows]
+            return [r for r in records if r.resume.get("transport") == transport and r.resume.get("part")]
+
+        return await self._run(q)
+
     async def get(self, local_path: str, remote: str) -> FileRecord | None:
         def q(conn: sqlite3.Connection) -> FileRecord | None:
             row = conn.execute(

@@ -2,9 +2,11 @@
 
 Each file goes to `.NAME.hubsync-part` beside its target and is renamed into place only once
 its size is verified, so nothing partial ever shows under the target name. The journal holds
-`{"transport": "sftp", "part": ..., "md5": ..., "offset": N}` with N bytes known written; a
-restarted transfer re-reads the last window before N from the server, compares it with the
-local bytes, and continues from N if they agree, else truncates back to the window's start.
+`{"transport": "sftp", "space": ..., "part": ..., "md5": ..., "offset": N}` with N bytes known
+written; a restarted transfer re-reads the last window before N from the server, compares it
+with the local bytes, and continues from N if they agree, else truncates back to the window's
+start. A part file nobody wrote for `stale_part_age` is stale: it is started again rather than
+resumed, and `remove_stale_parts` deletes those the journal says this agent made.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import logging
 import os
 import posixpath
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,9 +26,10 @@ import asyncssh
 
 from ..api import PlatformClient
 from ..bandwidth import TokenBucket
-from ..errors import AuthFailed, Fatal, LocalFileChanged, Retryable, TransferError
+from ..errors import AuthFailed, EndpointUnavailable, Fatal, LocalFileChanged, Retryable, TransferError
 from ..hashing import pread_full
 from ..hostkeys import HostKeyCheck, HostKeyPolicy, host_pattern
+from ..journal import Journal
 from ..models import Digest, LocalFile, RemoteTarget, SftpAccount, Space
 from ..pacer import Pacer
 from .base import Confirmation, ConfirmItem, OnBytes, ResumeState, ensure_unchanged
@@ -35,6 +39,9 @@ T = TypeVar("T")
 
 PART_SUFFIX = ".hubsync-part"
 _WRITE = asyncssh.FXF_READ | asyncssh.FXF_WRITE | asyncssh.FXF_CREAT  # read: to verify on resume
+# checkFileExist misses in a row, with no hit, after which a run concludes that the platform does
+# not index SFTP uploads and stops asking.
+MD5_PROBES = 8
 
 
 def part_name(name: str) -> str:
@@ -75,6 +82,9 @@ class SftpDestination:
         connect_timeout: float = 30.0,
         pacer: Pacer | None = None,
         bandwidth: TokenBucket | None = None,
+        stale_part_age: float = 7 * 86400,
+        confirm_concurrency: int = 8,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.api = api
         self.host_keys = HostKeyPolicy(pin_file, known_hosts)
@@ -86,11 +96,17 @@ class SftpDestination:
         self.connect_timeout = connect_timeout
         self.pacer = pacer or Pacer(attempts=5, base_delay=0.5)
         self.bandwidth = bandwidth
+        self.stale_part_age = stale_part_age
+        self.confirm_concurrency = max(1, confirm_concurrency)
+        self.clock = clock  # compared with the server's mtimes: only days matter, not clock skew
         self._sessions: dict[Space, _Session] = {}
         self._locks: dict[Space, asyncio.Lock] = {}
         self._refused: dict[Space, TransferError] = {}
         self._reset_done: set[Space] = set()
         self.resume_mismatches = 0  # windows found different on resume (for tests and status)
+        self.md5_confirmed = 0  # files whose content checkFileExist reported as held
+        self.md5_not_held = 0
+        self._md5_checks = True
 
     # -- connections ---------------------------------------------------------------------
     async def _session(self, space: Space) -> _Session:
@@ -210,13 +226,15 @@ class SftpDestination:
     async def _send_once(
         self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, progress: _Progress
     ) -> None:
+        space = _file_space(target)
         part = posixpath.join(target.folder, part_name(target.name)) if target.folder else part_name(target.name)
         if target.folder:
-            await self._call(target.space, lambda sftp: _makedirs(sftp, target.folder))
-        same = resume.get("transport") == "sftp" and resume.get("part") == part and resume.get("md5") == digest.md5
+            await self._call(space, lambda sftp: _makedirs(sftp, target.folder))
+        mine = {"transport": "sftp", "space": space.value, "part": part, "md5": digest.md5}
+        same = all(resume.get(k) == v for k, v in mine.items())
         recorded = int(resume.get("offset", 0)) if same else 0
         if not same:
-            await resume.put(transport="sftp", part=part, md5=digest.md5, offset=0)
+            await resume.put(**mine, offset=0)
 
         async def upload(sftp: asyncssh.SFTPClient) -> None:
             fd = await asyncio.to_thread(os.open, local.path, os.O_RDONLY)
@@ -225,7 +243,10 @@ class SftpDestination:
                     start = await self._resume_point(sftp, remote, part, fd, recorded, local.size)
                     progress.at(start)
                     await resume.put(offset=start)
-                    await self._write_from(remote, fd, start, local, resume, progress)
+                    # OpenSSH takes at most 255 KiB per write (limits@openssh.com); a larger block
+                    # would be split by asyncssh into a full request and a 1 KiB one.
+                    block = min(self.block_size, sftp.limits.max_write_len or self.block_size)
+                    await self._write_from(remote, fd, start, local, resume, progress, block)
             finally:
                 await asyncio.to_thread(os.close, fd)
             size = (await sftp.stat(part)).size
@@ -236,14 +257,19 @@ class SftpDestination:
             await _rename(sftp, part, target.path)
             await resume.put(offset=0, part=None)
 
-        await self._call(target.space, upload)
+        await self._call(space, upload)
 
     async def _resume_point(
         self, sftp: asyncssh.SFTPClient, remote: asyncssh.SFTPClientFile, part: str, fd: int, recorded: int, size: int
     ) -> int:
         """Where to continue: the recorded offset if the window before it matches the local bytes."""
-        remote_size = (await remote.stat()).size or 0
+        attrs = await remote.stat()
+        remote_size = attrs.size or 0
         offset = min(recorded, remote_size, size)
+        if offset > 0 and self._stale(attrs):
+            log.info("%s: not written for more than %.0fs (stale_part_age); starting it again",
+                     part, self.stale_part_age)
+            offset = 0
         if offset > 0:
             window = min(self.chunk_size, offset)
             theirs = await remote.read(window, offset - window)
@@ -259,7 +285,7 @@ class SftpDestination:
 
     async def _write_from(
         self, remote: asyncssh.SFTPClientFile, fd: int, start: int, local: LocalFile, resume: ResumeState,
-        progress: _Progress,
+        progress: _Progress, block: int,
     ) -> None:
         """Pipelined writes: up to requests_in_flight blocks outstanding, acked strictly in order."""
         pending: deque[tuple[int, asyncio.Task[int]]] = deque()
@@ -267,7 +293,7 @@ class SftpDestination:
         try:
             while pos < local.size or pending:
                 while pos < local.size and len(pending) < self.requests_in_flight:
-                    n = min(self.block_size, local.size - pos)
+                    n = min(block, local.size - pos)
                     data = await asyncio.to_thread(pread_full, fd, n, pos)
                     if len(data) != n:
                         raise LocalFileChanged(f"{local.rel} got shorter while it was sent")
@@ -291,22 +317,110 @@ class SftpDestination:
 
     # -- confirming ----------------------------------------------------------------------
     async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
-        """Stat each target: it must exist as a regular file of the expected size."""
-        results: list[Confirmation] = []
-        for item in items:
-            target, size = item.target, item.size
-            try:
-                attrs = await self._call(target.space, lambda sftp, t=target: sftp.stat(t.path))
-            except Fatal as exc:
-                results.append(Confirmation(target, f"not found over SFTP after upload: {exc}"))
+        """Stat each target (a regular file of the expected size), then ask the platform for its md5."""
+        limit = asyncio.Semaphore(self.confirm_concurrency)
+
+        async def one(item: ConfirmItem) -> Confirmation:
+            async with limit:
+                return await self._confirm_one(item)
+
+        results = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
+        confirmations: list[Confirmation] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            confirmations.append(result)
+        return confirmations
+
+    async def _confirm_one(self, item: ConfirmItem) -> Confirmation:
+        target = item.target
+        try:
+            attrs = await self._call(_file_space(target), lambda sftp: sftp.stat(target.path))
+        except Fatal as exc:
+            return Confirmation(target, f"not found over SFTP after upload: {exc}")
+        if attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
+            return Confirmation(target, "is a folder on the server")
+        if attrs.size != item.size:
+            return Confirmation(target, f"holds {attrs.size} bytes over SFTP, expected {item.size}")
+        await self._check_md5(item)
+        return Confirmation(target, None)
+
+    async def _check_md5(self, item: ConfirmItem) -> None:
+        """Ask checkFileExist whether the platform holds the file's content, where it tells.
+
+        The answer concerns content (md5 and size), not a path: "held", with the size just seen
+        at the target, is as near to an md5 check of the target as the API comes. We ask about
+        our own md5, so it cannot report some other content as held. "Not held" proves nothing
+        (a platform may index only chunk-API uploads, or index later), so it leaves the size
+        check standing rather than failing the file; after MD5_PROBES such answers and no
+        "held", the platform evidently does not index SFTP uploads and the run stops asking.
+        """
+        if not item.md5 or item.size == 0 or not self._md5_checks:
+            return  # checkFileExist refuses fileSize 0 (protocol.md §6): an empty file's size says all
+        target = item.target
+        try:
+            check = await self.api.check_file(_file_space(target), target.folder, target.name, item.md5, item.size)
+        except (EndpointUnavailable, AuthFailed) as exc:
+            self._stop_md5_checks(f"checkFileExist is not available ({exc})")
+            return
+        except TransferError as exc:
+            log.info("%s: md5 not checked (%s); its size is right", target, exc)
+            return
+        if check.held:
+            self.md5_confirmed += 1
+            return
+        self.md5_not_held += 1
+        if self.md5_confirmed == 0 and self.md5_not_held >= MD5_PROBES:
+            self._stop_md5_checks("the platform does not report files written over SFTP as held")
+
+    def _stop_md5_checks(self, why: str) -> None:
+        if self._md5_checks:
+            self._md5_checks = False
+            log.info("SFTP uploads are confirmed by size only for the rest of this run: %s", why)
+
+    # -- stale part files ----------------------------------------------------------------
+    def _stale(self, attrs: asyncssh.SFTPAttrs) -> bool:
+        """Whether a part file was last written more than stale_part_age ago."""
+        return attrs.mtime is not None and self.clock() - attrs.mtime > self.stale_part_age
+
+    async def remove_stale_parts(self, journal: Journal, namespace: str = "") -> list[str]:
+        """Delete the part files this agent made that nobody wrote for stale_part_age.
+
+        Only a part file named in a resume record of `journal` under `namespace` (the engine's
+        key prefix for this platform and user) is considered: anything the journal does not
+        record as ours is never touched. The age, not the record's state, protects transfers
+        in progress (a crashed run leaves 'sending'; a file sent later over HTTP leaves 'done'
+        with the part still named). Returns "space:/path" of every part removed.
+        """
+        removed: list[str] = []
+        for record in await journal.resume_parts(namespace, self.transport):
+            part, space = record.resume.get("part"), record.resume.get("space")
+            if not _is_part_path(part) or space not in (Space.PRIVATE.value, Space.PUBLIC.value):
                 continue
-            if attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
-                results.append(Confirmation(target, "is a folder on the server"))
-            elif attrs.size != size:
-                results.append(Confirmation(target, f"holds {attrs.size} bytes over SFTP, expected {size}"))
-            else:
-                results.append(Confirmation(target, None))
-        return results
+
+            async def remove_if_stale(sftp: asyncssh.SFTPClient, part: str = str(part)) -> str:
+                try:
+                    attrs = await sftp.stat(part)
+                except asyncssh.SFTPNoSuchFile:
+                    return "gone"
+                if not self._stale(attrs):
+                    return "fresh"
+                await sftp.remove(part)
+                return "removed"
+
+            try:
+                outcome = await self._call(Space(space), remove_if_stale)
+            except Fatal as exc:
+                log.warning("cannot remove stale part file %s:/%s: %s", space, part, exc)
+                continue
+            if outcome == "fresh":
+                continue
+            resume = ResumeState(journal, record, record.md5 or "", record.chunk_size or self.chunk_size)
+            await resume.put(part=None, offset=0)
+            if outcome == "removed":
+                log.info("removed stale part file %s:/%s", space, part)
+                removed.append(f"{space}:/{part}")
+        return removed
 
 
 class _Progress:
@@ -325,6 +439,21 @@ class _Progress:
     def sent(self, n: int) -> None:
         self.on_bytes(n, True)
         self.reported += n
+
+
+def _file_space(target: RemoteTarget) -> Space:
+    if not isinstance(target.space, Space):
+        raise Fatal(f"{target}: SFTP reaches only the private and public file spaces")
+    return target.space
+
+
+def _is_part_path(part: object) -> bool:
+    """A space-relative path of a hubsync part file (a guard against a damaged journal)."""
+    if not isinstance(part, str) or part.startswith("/"):
+        return False
+    pieces = part.split("/")
+    name = pieces[-1]
+    return ".." not in pieces and name.startswith(".") and name.endswith(PART_SUFFIX) and len(name) > len(PART_SUFFIX) + 1
 
 
 async def _makedirs(sftp: asyncssh.SFTPClient, folder: str) -> None:

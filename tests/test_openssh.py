@@ -1,0 +1,445 @@
+"""SftpDestination against a real OpenSSH server: Debian's sshd, started by the test on loopback.
+
+The platform's SFTP service is most likely OpenSSH, so the transport must work against its
+SFTP server (internal-sftp) and not only against the emulator's asyncssh one.
+
+- The account is a local user made for this module. Its password is the one the emulator's
+  account store generated, so the client gets it the honest way, from queryUserInfo.
+- The emulator runs no SFTP server of its own here. Its `sftp_port` (what queryUserInfo
+  reports) is sshd's port, and the empty `address` makes the client use the platform URL's
+  host, 127.0.0.1, where sshd listens.
+- No chroot: OpenSSH wants every component of a ChrootDirectory owned by root and not writable
+  by others, which /tmp is not. The account's home is the login dir, and SftpDestination's
+  paths are relative to it (protocol.md §4: the account's home is the space's root).
+
+Without root, or without /usr/sbin/sshd (Debian's `openssh-server`; `.ci/run` installs it),
+every test here is skipped, and the skip says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from emulator.accounts import SftpAccounts
+from emulator.config import EmulatorUser
+from emulator.storage import Space as EmuSpace
+from emulator.testing import EmulatorThread
+from transfer.api import PlatformClient
+from transfer.destinations.base import ResumeState
+from transfer.destinations.sftp import SftpDestination, part_name
+from transfer.engine import Engine, SendItem
+from transfer.errors import Fatal
+from transfer.hashing import hash_file, stat_file
+from transfer.journal import Journal
+from transfer.models import RemoteTarget, Space, split_remote
+
+from .conftest import KEY, md5_of, write_random
+
+SSHD = "/usr/sbin/sshd"
+PLATFORM_PASSWORD = "Test@123"
+MiB = 1 << 20
+CS = MiB  # small chunks: a few MiB make many of them
+
+
+class SshdUnavailable(Exception):
+    """sshd cannot run here; the message says why (it becomes the skip reason)."""
+
+
+def _run(*args: str, stdin: str | None = None) -> None:
+    done = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise SshdUnavailable(f"{' '.join(args[:1])} failed ({done.returncode}): {done.stderr.strip()}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (sshd forks one per connection, and those fork again)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@dataclass
+class Account:
+    """The local user sshd authenticates, and the emulator whose queryUserInfo points at sshd."""
+
+    name: str
+    home: Path
+    port: int
+    emu: EmulatorThread
+
+
+class Sshd:
+    """One sshd -D on 127.0.0.1:port with its own config, host key and pid file."""
+
+    def __init__(self, workdir: Path, account: Account) -> None:
+        self.dir = workdir
+        self.account = account
+        self.port = account.port
+        self.log = workdir / "sshd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.key = self.new_key()
+
+    def new_key(self) -> asyncssh.SSHKey:
+        """Generate a host key and use it from the next start()."""
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        path = self.dir / "ssh_host_ed25519_key"
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # sshd refuses a readable key
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.export_private_key())
+        self.key = key
+        return key
+
+    def start(self) -> None:
+        config = self.dir / "sshd_config"
+        config.write_text(
+            f"ListenAddress 127.0.0.1:{self.port}\n"
+            f"HostKey {self.dir / 'ssh_host_ed25519_key'}\n"
+            f"PidFile {self.dir / 'sshd.pid'}\n"
+            f"AllowUsers {self.account.name}\n"
+            "PasswordAuthentication yes\n"
+            "KbdInteractiveAuthentication no\n"
+            "PubkeyAuthentication no\n"
+            "AuthorizedKeysFile none\n"
+            "PermitRootLogin no\n"
+            "UsePAM no\n"
+            "X11Forwarding no\n"
+            "AllowTcpForwarding no\n"
+            "PrintMotd no\n"
+            "LogLevel INFO\n"
+            "Subsystem sftp internal-sftp\n",
+            encoding="utf-8",
+        )
+        log = open(self.log, "ab")
+        try:
+            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+        deadline = time.monotonic() + 15
+        while True:
+            if self.proc.poll() is not None:
+                raise SshdUnavailable(f"sshd exited with {self.proc.returncode}: {self.log_text()[-1500:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    if s.recv(64).startswith(b"SSH-2.0-OpenSSH"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise SshdUnavailable(f"sshd did not answer on 127.0.0.1:{self.port} within 15s: {self.log_text()[-1500:]}")
+            time.sleep(0.02)  # the next poll of the port, not a wait for a guessed duration
+
+    def stop(self) -> None:
+        """Stop sshd and the per-connection processes it forked (each by its pid)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        for pid in [*_descendants(proc.pid), proc.pid]:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def _requirements() -> None:
+    if sys.platform != "linux":
+        raise SshdUnavailable(f"needs Linux (this is {sys.platform})")
+    if os.geteuid() != 0:
+        raise SshdUnavailable("needs root: it creates a local account (useradd, chpasswd) and runs sshd")
+    if not os.access(SSHD, os.X_OK):
+        raise SshdUnavailable(f"{SSHD} is missing: install Debian's openssh-server (.ci/run does so as root)")
+    missing = [tool for tool in ("useradd", "userdel", "chpasswd") if shutil.which(tool) is None]
+    if missing:
+        raise SshdUnavailable(f"{', '.join(missing)} not found")
+    try:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+    except OSError as exc:
+        raise SshdUnavailable(f"cannot create /run/sshd: {exc}") from exc
+
+
+@pytest.fixture(scope="module")
+def account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Account]:
+    try:
+        _requirements()
+    except SshdUnavailable as exc:
+        pytest.skip(f"OpenSSH test skipped: {exc}")
+    name = f"hst{secrets.token_hex(4)}"
+    # Not below pytest's tmp dir: that is root-only (0700), and the account must reach its home.
+    home = Path(tempfile.mkdtemp(prefix="hubsync-openssh-home-"))
+    root = tmp_path_factory.mktemp("openssh") / "platform"
+    root.mkdir()
+    created = False
+    try:
+        try:
+            _run("useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin",
+                 "--comment", "hubsync OpenSSH test account", name)
+            created = True
+            os.chown(home, _uid(name), _gid(name))
+            home.chmod(0o755)
+            # The emulator's store generates the account's password; the local user gets the same.
+            password = SftpAccounts(root).get(EmuSpace("private", 5), name).password
+            _run("chpasswd", stdin=f"{name}:{password}\n")
+        except SshdUnavailable as exc:
+            pytest.skip(f"OpenSSH test skipped: {exc}")
+        port = _free_port()
+        with EmulatorThread(root, users=[EmulatorUser(name, PLATFORM_PASSWORD, 5, 101)], sftp_port=port) as emu:
+            yield Account(name, home, port, emu)
+    finally:
+        if created:
+            subprocess.run(["userdel", "--force", name], capture_output=True, timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _uid(name: str) -> int:
+    return pwd.getpwnam(name).pw_uid
+
+
+def _gid(name: str) -> int:
+    return pwd.getpwnam(name).pw_gid
+
+
+@pytest.fixture
+def sshd(account: Account, tmp_path: Path) -> Iterator[Sshd]:
+    workdir = tmp_path / "sshd"
+    workdir.mkdir()
+    server = Sshd(workdir, account)
+    try:
+        server.start()
+    except SshdUnavailable as exc:
+        pytest.skip(f"OpenSSH test skipped: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Rig:
+    account: Account
+    api: PlatformClient
+    journal: Journal
+    pin_file: Path
+    remote_root: str
+
+    def destination(self, **kwargs: object) -> SftpDestination:
+        return SftpDestination(self.api, pin_file=self.pin_file, chunk_size=CS, block_size=64 << 10,
+                               **kwargs)  # type: ignore[arg-type]
+
+    def on_disk(self, rel: str) -> Path:
+        return self.account.home / self.remote_root / rel
+
+    def items(self, src: Path, rels: list[str]) -> list[SendItem]:
+        return [SendItem(stat_file(src / rel, rel),
+                         RemoteTarget(Space.PRIVATE, *split_remote(f"{self.remote_root}/{rel}"))) for rel in rels]
+
+
+@pytest.fixture
+async def rig(account: Account, sshd: Sshd, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with PlatformClient(account.emu.url, username=account.name, password=PLATFORM_PASSWORD,
+                              password_key=KEY) as api:
+        journal = await Journal(tmp_path / "journal.sqlite3").open()
+        try:
+            yield Rig(account, api, journal, tmp_path / "known_hosts", tmp_path.name)
+        finally:
+            await journal.close()
+
+
+SIZES = {
+    "zero.bin": 0,
+    "one.bin": 1,
+    "cs-1.bin": CS - 1,
+    "cs+1.bin": CS + 1,
+    "a/b/c/deep.bin": 2 * CS,
+    "中文目录/数据 文件.bin": 3 * CS + 17,
+    "with space/big file.dat": 5 * MiB + 3,
+}
+
+
+async def test_sizes_names_and_overwrite(rig: Rig, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="asyncssh.sftp")
+    src = tmp_path / "src"
+    for i, (rel, size) in enumerate(SIZES.items()):
+        write_random(src / rel, size, seed=i)
+    dest = rig.destination()
+    try:
+        summary = await Engine(rig.journal, dest, chunk_size=CS).run(rig.items(src, list(SIZES)))
+        assert summary.failures == [] and summary.files_sent == len(SIZES)
+        assert summary.transports == {"sftp"}
+        uid = _uid(rig.account.name)
+        for rel in SIZES:
+            assert md5_of(rig.on_disk(rel)) == md5_of(src / rel), rel
+            assert rig.on_disk(rel).stat().st_uid == uid, rel  # written by sshd as the account
+        assert not list(rig.on_disk("").rglob("*.hubsync-part"))
+        # The emulator never saw these bytes: checkFileExist cannot vouch for them, and the
+        # size check alone confirms them (asked for every non-empty file, none failed for it).
+        assert dest.md5_confirmed == 0 and dest.md5_not_held == len(SIZES) - 1
+
+        # Overwrite with shorter content: OpenSSH's posix-rename replaces the target atomically.
+        new = write_random(src / "cs+1.bin", CS // 2 + 3, seed=99)
+        summary = await Engine(rig.journal, dest, chunk_size=CS).run(rig.items(src, ["cs+1.bin"]))
+        assert summary.failures == [] and summary.files_sent == 1
+        assert md5_of(rig.on_disk("cs+1.bin")) == md5_of(new)
+        assert rig.on_disk("cs+1.bin").stat().st_size == CS // 2 + 3
+    finally:
+        await dest.close()
+    # Every file was put in place by OpenSSH's posix-rename extension, none by remove + rename.
+    requests = [r.getMessage() for r in caplog.records if "rename request" in r.getMessage()]
+    assert len(requests) == len(SIZES) + 1 and all("POSIX rename" in m for m in requests), requests
+    assert sum(part_name("cs+1.bin") in m for m in requests) == 2
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+async def test_resume_of_a_partial_upload(rig: Rig, tmp_path: Path, corrupt: bool) -> None:
+    size = 12 * CS + 5
+    src = write_random(tmp_path / "src" / "f.bin", size, seed=3)
+    local = stat_file(src, "f.bin")
+    digest = hash_file(local)
+    target = RemoteTarget(Space.PRIVATE, f"{rig.remote_root}/x", "f.bin")
+    part = rig.on_disk("x/" + part_name("f.bin"))
+
+    class Interrupted(Exception):
+        pass
+
+    dest = rig.destination()
+    try:
+        record = await rig.journal.begin(local, "k", md5=digest.md5, chunk_size=CS, transport="sftp")
+        done = 0
+
+        def stop_midway(n: int, crossed: bool) -> None:
+            nonlocal done
+            done += n
+            if done > 6 * CS:
+                raise Interrupted
+
+        with pytest.raises(Interrupted):
+            await dest.send(local, digest, target, ResumeState(rig.journal, record, digest.md5, CS), stop_midway)
+        record = await rig.journal.get(str(src), "k")
+        assert record is not None
+        offset = record.resume["offset"]
+        assert CS <= offset <= part.stat().st_size and not rig.on_disk("x/f.bin").exists()
+        if corrupt:
+            _corrupt(part, offset)
+        sent = 0
+
+        def count(n: int, crossed: bool) -> None:
+            nonlocal sent
+            sent += n if crossed else 0
+
+        await dest.send(local, digest, target, ResumeState(rig.journal, record, digest.md5, CS), count)
+        if corrupt:  # the mismatching window, then the rest
+            assert dest.resume_mismatches == 1 and sent == size - offset + CS
+        else:
+            assert dest.resume_mismatches == 0 and sent == size - offset
+        assert md5_of(rig.on_disk("x/f.bin")) == digest.md5 and not part.exists()
+    finally:
+        await dest.close()
+
+
+def _corrupt(part: Path, offset: int) -> None:
+    """Flip bytes just before the recorded offset, and leave junk after it."""
+    with open(part, "r+b") as f:
+        f.seek(offset - 100)
+        f.write(b"\xff" * 50)
+        f.seek(offset)
+        f.write(b"junk" * 1000)
+
+
+def _fingerprints(text: str) -> set[str]:
+    return set(re.findall(r"SHA256:[A-Za-z0-9+/]+", text))
+
+
+async def _send(dest: SftpDestination, journal: Journal, src: Path, target: RemoteTarget) -> None:
+    local = stat_file(src, src.name)
+    digest = hash_file(local)
+    record = await journal.begin(local, str(target), md5=digest.md5, chunk_size=CS, transport="sftp")
+    await dest.send(local, digest, target, ResumeState(journal, record, digest.md5, CS), lambda n, c: None)
+
+
+async def test_host_key_is_pinned_and_a_changed_one_refused(rig: Rig, sshd: Sshd, tmp_path: Path) -> None:
+    first = write_random(tmp_path / "one.bin", 100_000)
+    dest = rig.destination()
+    try:
+        await _send(dest, rig.journal, first, RemoteTarget(Space.PRIVATE, rig.remote_root, "one.bin"))
+    finally:
+        await dest.close()
+    public = sshd.key.export_public_key("openssh").decode().split()[:2]
+    assert rig.pin_file.read_text().split() == [f"[127.0.0.1]:{sshd.port}", *public]
+    old = sshd.key.get_fingerprint("sha256")
+
+    sshd.new_key()
+    sshd.restart()
+    new = sshd.key.get_fingerprint("sha256")
+    assert new != old
+    second = write_random(tmp_path / "two.bin", 100_000, seed=2)
+    dest = rig.destination()
+    try:
+        with pytest.raises(Fatal) as refused:
+            await _send(dest, rig.journal, second, RemoteTarget(Space.PRIVATE, rig.remote_root, "two.bin"))
+    finally:
+        await dest.close()
+    message = str(refused.value)
+    assert _fingerprints(message) == {old, new} and f"[127.0.0.1]:{sshd.port}" in message
+    assert not rig.on_disk("two.bin").exists() and not rig.on_disk(part_name("two.bin")).exists()
+
+    # A configured known_hosts holding the new key is trusted, and nothing gets pinned.
+    known = tmp_path / "configured_known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.port} {' '.join(sshd.key.export_public_key('openssh').decode().split()[:2])}\n")
+    dest = rig.destination(known_hosts=known)
+    try:
+        await _send(dest, rig.journal, second, RemoteTarget(Space.PRIVATE, rig.remote_root, "two.bin"))
+    finally:
+        await dest.close()
+    assert md5_of(rig.on_disk("two.bin")) == md5_of(second)
