@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transfers", type=int, metavar="N", help="files in flight (default 4)")
     p.add_argument("--chunk-size", metavar="SIZE", help="e.g. 8MiB (default 8MiB)")
     p.add_argument("--transport", choices=["auto", "http", "sftp"])
-    p.add_argument("--via", choices=["staged", "direct"], default="staged")
+    p.add_argument("--via", choices=["staged", "direct"], help="datahub only (default: [datahub] via, staged)")
     p.add_argument("--create-version", metavar="NAME")
     p.add_argument("--parent", metavar="VER")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="repeatable, .gitignore-style")

@@ -12,14 +12,15 @@ from typing import Any
 from transfer.engine import RunSummary, SendItem
 from transfer.errors import ConfigError, TransferError
 from transfer.journal import JournalView
-from transfer.models import RemoteTarget, join_remote, split_remote
+from transfer.models import DatahubSpace
 from transfer.progress import Event, FanoutSink, ProgressSink
 
 from .config import Config
-from .remotes import DatahubRemote, FileRemote, parse_remote
+from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
 from .render import JsonLines, PlainLines, RichProgress
 from .scanner import Excludes, ScanResult, scan
 from .service import Services, journal_path
+from .targets import Target, resolve, summary_fields
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -62,11 +63,10 @@ async def cmd_login(config: Config, out: Output) -> int:
 # -- ls ------------------------------------------------------------------------------------
 async def cmd_ls(config: Config, out: Output, remote_text: str) -> int:
     remote = parse_remote(remote_text)
-    if isinstance(remote, DatahubRemote):
-        raise ConfigError("listing datahub versions is not available in this build yet")
     services = await Services.open(config)
     try:
-        entries = await services.tree().list(remote.space, remote.path)
+        target = await resolve(services, remote)
+        entries = await target.listing(services, target.path)
     finally:
         await services.close()
     for e in sorted(entries, key=lambda e: (not e.is_dir, e.name)):
@@ -78,67 +78,71 @@ async def cmd_ls(config: Config, out: Output, remote_text: str) -> int:
 
 
 # -- sync ----------------------------------------------------------------------------------
+def _file_target(remote: FileRemote) -> Target:
+    return Target(remote.space, remote.path, str(remote))
+
+
 def plan_items(result: ScanResult, source: Path, remote: FileRemote) -> list[SendItem]:
     """Map scanned files to targets below the remote folder."""
-    items = []
-    for local in result.files:
-        folder, name = split_remote(local.rel)
-        items.append(SendItem(local, RemoteTarget(remote.space, join_remote(remote.path, folder), name)))
-    return items
+    return _file_target(remote).items(result)
 
 
 async def remote_files(services: Services, remote: FileRemote, excludes: Excludes) -> dict[str, int]:
     """Every file below the remote folder (relative path -> size), folders walked level by level."""
-    found: dict[str, int] = {}
-    pending = [""]
-    tree = services.tree()
-    while pending:
-        rel = pending.pop()
-        for entry in await tree.list(remote.space, join_remote(remote.path, rel)):
-            child = join_remote(rel, entry.name)
-            if excludes.excluded(child, is_dir=entry.is_dir):
-                continue
-            if entry.is_dir:
-                pending.append(child)
-            else:
-                found[child] = entry.size
-    return found
+    return await _file_target(remote).files(services, excludes)
 
 
 # An unreadable folder would look empty and cause deletes of what it holds: refuse them all.
 DELETE_REFUSED = "--delete skipped: the source had unreadable or special entries"
 
 
-async def remote_extras(services: Services, remote: FileRemote, excludes: Excludes, scanned: ScanResult) -> list[str]:
+async def remote_extras(
+    services: Services, remote: FileRemote | Target, excludes: Excludes, scanned: ScanResult
+) -> list[str]:
     """Files below the remote folder that the source does not have (what --delete removes)."""
+    target = remote if isinstance(remote, Target) else _file_target(remote)
     local = {f.rel for f in scanned.files}
-    return sorted(rel for rel in await remote_files(services, remote, excludes) if rel not in local)
+    return sorted(rel for rel in await target.files(services, excludes) if rel not in local)
+
+
+def _sync_options(remote: Remote, args: Any) -> None:
+    """Refuse datahub-only options on file remotes before anything is contacted."""
+    datahub_only = {"--via": getattr(args, "via", None), "--create-version": getattr(args, "create_version", None),
+                    "--parent": getattr(args, "parent", None)}
+    used = [flag for flag, value in datahub_only.items() if value]
+    if isinstance(remote, FileRemote) and used:
+        raise ConfigError(f"{', '.join(used)} apply to datahub remotes (KIND:ASSET@VERSION) only")
 
 
 async def cmd_sync(config: Config, out: Output, args: Any) -> int:
     remote = parse_remote(args.remote)
-    if isinstance(remote, DatahubRemote):
-        raise ConfigError("datahub remotes are not available in this build yet")
+    _sync_options(remote, args)
     source = Path(args.source)
     if not await asyncio.to_thread(os.path.lexists, source):
         raise ConfigError(f"source does not exist: {source}")
     excludes = Excludes(list(args.exclude or []))
     scanned = await asyncio.to_thread(scan, source, excludes)
-    items = plan_items(scanned, source, remote)
     transport = args.transport or config.transfer.transport
+    via = getattr(args, "via", None) or config.datahub.via
     services = await Services.open(config)
     try:
+        if args.dry_run and isinstance(remote, DatahubRemote) and args.create_version:
+            # A dry run creates nothing: plan against the version if it exists, else everything is new.
+            target = await _dry_run_target(services, remote, args)
+        else:
+            target = await resolve(services, remote, create_version=args.create_version, parent=args.parent)
+        items = target.items(scanned)
         sinks: list[ProgressSink] = []
         if out.json:
             sinks.append(out.jsonl)
         for rel, problem in scanned.problems:
             if out.json:
-                out.jsonl.emit(Event("failed", rel, str(remote), message=problem))
+                out.jsonl.emit(Event("failed", rel, str(target), message=problem))
             else:
                 out.warn(f"FAILED  {rel}: {problem}")
-        engine = await services.engine(transport, FanoutSink())
+        engine = await services.engine(transport, FanoutSink(), target.destinations(services, transport, via))
         if args.dry_run:
-            return await _dry_run(services, engine, items, remote, excludes, scanned, args, out)
+            return await _dry_run(services, engine, items, target, excludes, scanned, args, out)
         rich = RichProgress() if (not out.json and not out.quiet and sys.stderr.isatty()) else None
         if rich is not None:
             sinks.append(rich)
@@ -147,58 +151,86 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
         engine.progress = FanoutSink(*sinks)
         if rich is not None:
             with rich:
-                summary = await engine.run(items, remote_prefix=remote.prefix())
+                summary = await engine.run(items, remote_prefix=target.prefix())
         else:
-            summary = await engine.run(items, remote_prefix=remote.prefix())
+            summary = await engine.run(items, remote_prefix=target.prefix())
         if args.delete:
-            await _delete_extra(services, remote, excludes, scanned, engine.progress, summary)
+            await _delete_extra(services, target, excludes, scanned, engine.progress, summary)
+        await _remove_stale_parts(services, out)
     finally:
         await services.close()
     for rel, problem in scanned.problems:
         summary.files_failed += 1
         summary.failures.append((rel, problem))
-    _print_summary(out, summary, remote)
+    _print_summary(out, summary, target)
     return EXIT_FAILED if summary.files_failed else EXIT_OK
 
 
+async def _remove_stale_parts(services: Services, out: Output) -> None:
+    """SFTP part files this agent left behind longer than [sftp] stale_part_age ago."""
+    if services.sftp is None:
+        return
+    try:
+        removed = await services.sftp.remove_stale_parts(services.journal, await services.namespace())
+    except TransferError as exc:
+        out.warn(f"note    could not clean up stale SFTP part files: {exc}")
+        return
+    for where in removed:
+        out.warn(f"note    removed stale partial upload {where}")
+
+
+async def _dry_run_target(services: Services, remote: DatahubRemote, args: Any) -> Target:
+    try:
+        return await resolve(services, remote)
+    except ConfigError:
+        # Only a missing version is expected here; an unknown asset is still an error.
+        asset = await services.resolver().asset(remote.kind, remote.asset)
+        return Target(DatahubSpace(remote.kind, asset.id, "(new)", asset.name, remote.version), remote.path,
+                      str(remote))
+
+
 async def _delete_extra(
-    services: Services, remote: FileRemote, excludes: Excludes, scanned: ScanResult, progress: ProgressSink,
+    services: Services, target: Target, excludes: Excludes, scanned: ScanResult, progress: ProgressSink,
     summary: RunSummary,
 ) -> None:
     if scanned.problems:
         progress.emit(Event("info", message=DELETE_REFUSED))
         return
-    extra = await remote_extras(services, remote, excludes, scanned)
+    extra = await remote_extras(services, target, excludes, scanned)
     for start in range(0, len(extra), 100):
         batch = extra[start : start + 100]
         try:
-            await services.tree().delete(remote.space, [join_remote(remote.path, rel) for rel in batch])
+            await target.delete(services, batch)
         except TransferError as exc:
             summary.files_failed += len(batch)
             summary.failures.extend((rel, f"delete failed: {exc}") for rel in batch)
             continue
         for rel in batch:
-            progress.emit(Event("deleted", rel, f"{remote.space}:/{join_remote(remote.path, rel)}"))
+            progress.emit(Event("deleted", rel, target.remote_of(rel)))
 
 
-async def _dry_run(services, engine, items, remote, excludes, scanned, args, out) -> int:  # type: ignore[no-untyped-def]
-    todo, unchanged = await engine.pending(items, remote.prefix())
+async def _dry_run(services, engine, items, target, excludes, scanned, args, out) -> int:  # type: ignore[no-untyped-def]
+    new_version = isinstance(target.space, DatahubSpace) and target.space.version_id == "(new)"
+    todo, unchanged = (items, []) if new_version else await engine.pending(items, target.prefix())
     deletes: list[str] = []
     if args.delete and scanned.problems:
         out.warn(f"note    {DELETE_REFUSED}")
-    elif args.delete:
-        deletes = await remote_extras(services, remote, excludes, scanned)
+    elif args.delete and not new_version:
+        deletes = await remote_extras(services, target, excludes, scanned)
+    if new_version:
+        out.warn(f"note    version {target.space.version_name!r} does not exist yet: the real run creates it")
     for item in todo:
         if out.json:
-            out.jsonl.print({"event": "would_send", "path": item.local.rel, "remote": item.remote, "size": item.local.size})
+            out.jsonl.print({"event": "would_send", "path": item.local.rel, "remote": target.remote_of(item.local.rel),
+                             "size": item.local.size})
         else:
-            print(f"would send   {item.local.rel} -> {item.remote} ({item.local.size} bytes)")
+            print(f"would send   {item.local.rel} -> {target.remote_of(item.local.rel)} ({item.local.size} bytes)")
     for rel in deletes:
-        target = f"{remote.space}:/{join_remote(remote.path, rel)}"
+        where = target.remote_of(rel)
         if out.json:
-            out.jsonl.print({"event": "would_delete", "remote": target})
+            out.jsonl.print({"event": "would_delete", "remote": where})
         else:
-            print(f"would delete {target}")
+            print(f"would delete {where}")
     summary = {"dry_run": True, "files_total": len(items), "files_to_send": len(todo),
                "files_unchanged": len(unchanged), "bytes_to_send": sum(i.local.size for i in todo),
                "files_to_delete": len(deletes)}
@@ -207,10 +239,10 @@ async def _dry_run(services, engine, items, remote, excludes, scanned, args, out
     return EXIT_OK
 
 
-def _print_summary(out: Output, summary: RunSummary, remote: FileRemote) -> None:
+def _print_summary(out: Output, summary: RunSummary, target: Target) -> None:
     d = summary.as_dict()
     d["event"] = "summary"
-    d["remote"] = str(remote)
+    d.update(summary_fields(target))
     rate = summary.bytes_sent / summary.seconds / (1 << 20) if summary.seconds else 0.0
     text = (
         f"{summary.files_sent} sent, {summary.files_skipped} unchanged, {summary.files_failed} failed"

@@ -104,6 +104,13 @@ class StateConfig(_Section):
     dir: str = ""
 
 
+class DatahubConfig(_Section):
+    via: Literal["staged", "direct"] = "staged"
+    keep_staging: bool = False
+    import_batch: int = Field(default=100, ge=1, le=10000)
+    poll_timeout: float = Field(default=600.0, gt=0)
+
+
 class WatchConfig(_Section):
     source: str
     remote: str
@@ -126,6 +133,7 @@ class Config(_Section):
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     sftp: SftpConfig = Field(default_factory=SftpConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    datahub: DatahubConfig = Field(default_factory=DatahubConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     watch: list[WatchConfig] = Field(default_factory=list)
 

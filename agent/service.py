@@ -7,6 +7,7 @@ from pathlib import Path
 
 from transfer.api import PlatformClient
 from transfer.bandwidth import TokenBucket
+from transfer.datahub import DatahubApi, Resolver
 from transfer.destinations.base import Destination
 from transfer.destinations.chunked import ChunkedDestination, FileStorageTree
 from transfer.destinations.sftp import SftpDestination
@@ -57,6 +58,8 @@ class Services:
     folders: RemoteFolders
     bandwidth: TokenBucket | None = None
     sftp: SftpDestination | None = None
+    _datahub: DatahubApi | None = None
+    _resolver: Resolver | None = None
 
     @classmethod
     async def open(cls, config: Config) -> Services:
@@ -105,6 +108,17 @@ class Services:
     def tree(self) -> FileStorageTree:
         return FileStorageTree(self.api)
 
+    def datahub(self) -> DatahubApi:
+        if self._datahub is None:
+            self._datahub = DatahubApi(self.api)
+        return self._datahub
+
+    def resolver(self) -> Resolver:
+        """Datahub names -> ids, cached for the life of these services (one run)."""
+        if self._resolver is None:
+            self._resolver = Resolver(self.datahub(), poll_timeout=self.config.datahub.poll_timeout)
+        return self._resolver
+
     def file_destinations(self, transport: str) -> tuple[Destination, Destination | None]:
         """(primary, fallback) for the private/public spaces."""
         if transport == "sftp":
@@ -113,8 +127,12 @@ class Services:
             return self.http_destination(), self.sftp_destination()
         return self.http_destination(), None
 
-    async def engine(self, transport: str, progress: ProgressSink) -> Engine:
-        primary, fallback = self.file_destinations(transport)
+    async def engine(
+        self, transport: str, progress: ProgressSink,
+        destinations: tuple[Destination, Destination | None] | None = None,
+    ) -> Engine:
+        """An engine for the file spaces, or for the given (primary, fallback) destinations."""
+        primary, fallback = destinations or self.file_destinations(transport)
         t = self.config.transfer
         return Engine(
             self.journal,

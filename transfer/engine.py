@@ -66,6 +66,7 @@ class _Sent:
     item: SendItem
     record: FileRecord
     destination: Destination
+    resume: ResumeState | None = None  # the live one from sending; None when read back from the journal
 
 
 class Engine:
@@ -278,7 +279,7 @@ class Engine:
         await destination.send(item.local, digest, item.target, resume, on_bytes)
         summary.transports.add(destination.transport)
         await self.journal.update(record.id, state="merged", last_error=None, transport=destination.transport)
-        return _Sent(item, record, destination)
+        return _Sent(item, record, destination, resume)
 
     async def _wait_stable(self, local: LocalFile) -> LocalFile:
         """Poll the file's stat until it stops changing for settle_seconds (bounded)."""
@@ -310,7 +311,8 @@ class Engine:
             try:
                 results = await destination.confirm([
                     ConfirmItem(e.item.target, e.item.local.size, e.record.md5 or "",
-                                ResumeState(self.journal, e.record, e.record.md5 or "", self.chunk_size))
+                                e.resume or ResumeState(self.journal, e.record, e.record.md5 or "",
+                                                        e.record.chunk_size or self.chunk_size))
                     for e in group
                 ])
             except TransferError as exc:

@@ -35,10 +35,29 @@ def split_remote(path: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
-class RemoteTarget:
-    """Where one file goes: a space, a folder in it (canonical, '' = root) and a name."""
+class DatahubSpace:
+    """One asset version, by ids: what a RemoteTarget's `space` is for datahub targets."""
 
-    space: Space
+    kind: str
+    asset_id: str
+    version_id: str
+    asset_name: str = field(default="", compare=False)
+    version_name: str = field(default="", compare=False)
+
+    # The journal keys and messages use ids only: names can be edited on the platform.
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.asset_id}@{self.version_id}"
+
+    def label(self) -> str:
+        """For people: names where known."""
+        return f"{self.kind}:{self.asset_name or self.asset_id}@{self.version_name or self.version_id}"
+
+
+@dataclass(frozen=True)
+class RemoteTarget:
+    """Where one file goes: a space (or a datahub version), a folder in it (canonical, '' = root) and a name."""
+
+    space: Space | DatahubSpace
     folder: str
     name: str
 

@@ -1,0 +1,147 @@
+"""A remote, resolved for one run: where files go, how to list and delete there, which transports.
+
+`sync`, `ls` and the daemon all go through `Target`, so file spaces and datahub versions are
+handled the same way above this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from transfer.datahub import DatahubApi, Resolver
+from transfer.destinations.base import Destination
+from transfer.destinations.datahub import DatahubTree, DirectDatahubDestination, StagedDatahubDestination
+from transfer.engine import SendItem
+from transfer.errors import ConfigError
+from transfer.models import DatahubSpace, RemoteEntry, RemoteTarget, Space, join_remote, split_remote
+
+from .remotes import DatahubRemote, FileRemote, Remote
+from .scanner import Excludes, ScanResult
+from .service import Services
+
+
+@dataclass
+class Target:
+    """A remote folder with ids resolved: a file space, or a datahub asset version."""
+
+    space: Space | DatahubSpace
+    path: str
+    text: str  # as the user wrote it, for messages
+
+    def __str__(self) -> str:
+        if isinstance(self.space, DatahubSpace):
+            return f"{self.space.label()}:/{self.path}"
+        return f"{self.space}:/{self.path}"
+
+    @property
+    def is_datahub(self) -> bool:
+        return isinstance(self.space, DatahubSpace)
+
+    def prefix(self) -> str:
+        """The journal key prefix of files under this remote (ids, never names)."""
+        return f"{self.space}:/{self.path}/" if self.path else f"{self.space}:/"
+
+    def remote_of(self, rel: str) -> str:
+        return f"{self}".rstrip("/") + "/" + rel if self.path else f"{self}{rel}"
+
+    def items(self, scanned: ScanResult) -> list[SendItem]:
+        """Map scanned files to targets below the remote folder."""
+        items = []
+        for local in scanned.files:
+            folder, name = split_remote(local.rel)
+            items.append(SendItem(local, RemoteTarget(self.space, join_remote(self.path, folder), name)))
+        return items
+
+    # -- the remote side -------------------------------------------------------------------
+    async def listing(self, services: Services, folder: str) -> list[RemoteEntry]:
+        if isinstance(self.space, DatahubSpace):
+            return await DatahubTree(services.datahub()).list(self.space, folder)
+        return await services.tree().list(self.space, folder)
+
+    async def files(self, services: Services, excludes: Excludes) -> dict[str, int]:
+        """Every file below the remote folder (relative path -> size), folders walked level by level."""
+        found: dict[str, int] = {}
+        pending = [""]
+        while pending:
+            rel = pending.pop()
+            for entry in await self.listing(services, join_remote(self.path, rel)):
+                child = join_remote(rel, entry.name)
+                if excludes.excluded(child, is_dir=entry.is_dir):
+                    continue
+                if entry.is_dir:
+                    pending.append(child)
+                else:
+                    found[child] = entry.size
+        return found
+
+    async def delete(self, services: Services, rels: list[str]) -> None:
+        paths = [join_remote(self.path, rel) for rel in rels]
+        if isinstance(self.space, DatahubSpace):
+            await DatahubTree(services.datahub()).delete(self.space, paths)
+        else:
+            await services.tree().delete(self.space, paths)
+
+    # -- transports ------------------------------------------------------------------------
+    def destinations(self, services: Services, transport: str, via: str) -> tuple[Destination, Destination | None]:
+        """(primary, fallback) for sending here."""
+        if not isinstance(self.space, DatahubSpace):
+            return services.file_destinations(transport)
+        d = services.config.datahub
+        if via == "direct":
+            if transport == "sftp":
+                raise ConfigError("--transport sftp does not apply to --via direct (datahub chunks go over HTTP)")
+            t = services.config.transfer
+            return DirectDatahubDestination(
+                services.datahub(), chunk_size=t.chunk_size, chunks_per_file=t.chunks_per_file,
+                bandwidth=services.bandwidth, poll_timeout=d.poll_timeout,
+            ), None
+        # Staging goes through the file space's own transports (chunk protocol, SFTP fallback).
+        primary, fallback = services.file_destinations(transport)
+        staged = StagedDatahubDestination(
+            services.datahub(), primary, keep_staging=d.keep_staging, import_batch=d.import_batch,
+            poll_timeout=d.poll_timeout,
+        )
+        if fallback is None:
+            return staged, None
+        return staged, _FallbackStaged(staged, fallback)
+
+
+class _FallbackStaged(StagedDatahubDestination):
+    """The same staged destination, staging over the file space's fallback transport (SFTP)."""
+
+    def __init__(self, staged: StagedDatahubDestination, files: Destination) -> None:
+        super().__init__(staged.datahub, files, keep_staging=staged.keep_staging, import_batch=staged.import_batch,
+                         poll_timeout=staged.poller.timeout)
+        self.transport = f"datahub-staged-{files.transport}"
+
+
+async def resolve(services: Services, remote: Remote, *, create_version: str | None = None,
+                  parent: str | None = None) -> Target:
+    """Resolve names to ids (asset and version), creating the version when asked."""
+    if isinstance(remote, FileRemote):
+        if create_version or parent:
+            raise ConfigError("--create-version and --parent apply to datahub remotes only")
+        return Target(remote.space, remote.path, str(remote))
+    assert isinstance(remote, DatahubRemote)
+    if create_version is not None and create_version != remote.version:
+        raise ConfigError(
+            f"--create-version {create_version!r} does not match the remote's version {remote.version!r};"
+            f" name the version to create in both, e.g. {remote.kind}:{remote.asset}@{create_version}"
+        )
+    if parent is not None and create_version is None:
+        raise ConfigError("--parent applies only with --create-version")
+    resolver = services.resolver()
+    space = await resolver.resolve(remote.kind, remote.asset, remote.version,
+                                   create=create_version is not None, parent=parent)
+    return Target(space, remote.path, str(remote))
+
+
+def summary_fields(target: Target) -> dict[str, Any]:
+    fields: dict[str, Any] = {"remote": str(target)}
+    if isinstance(target.space, DatahubSpace):
+        fields.update(asset_id=target.space.asset_id, version_id=target.space.version_id)
+    return fields
+
+
+__all__ = ["Target", "resolve", "summary_fields", "DatahubApi", "Resolver"]

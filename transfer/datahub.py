@@ -1,0 +1,332 @@
+"""The platform's datahub calls (protocol.md §5): assets, versions, files of a version.
+
+Names and ids are resolved here, once per run; every other datahub call takes ids. The
+answers are read tolerantly (string or integer numbers, `rows`/`items`/`records` lists),
+since the real platform's document is loose about them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from .api import PlatformClient
+from .envelope import PlatformRefused
+from .errors import ConfigError, Fatal, TransferError
+from .models import DatahubSpace, RemoteEntry, join_remote
+
+KINDS = ("dataset", "model", "algo", "image")
+CATEGORY = {"dataset": 1, "algo": 2, "model": 3, "image": 4}
+_LIST_CALL = {"dataset": "getDatasetList", "model": "getModelList", "algo": "getAlgoList", "image": "getImageList"}
+_HEX_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+PAGE = 100
+BASE = "/api/market/datahub"
+
+# createStatus values of queryVersionList.
+CREATING, CREATED, CREATE_FAILED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Asset:
+    id: str
+    name: str
+    author: str = ""
+
+
+@dataclass(frozen=True)
+class Version:
+    id: str
+    name: str
+    status: int
+    parent_id: str = ""
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        try:
+            return int(float(value))
+        except (TypeError, ValueError):
+            return default
+
+
+def _rows(data: Any) -> list[dict[str, Any]]:
+    if isinstance(data, list):
+        rows = data
+    elif isinstance(data, dict):
+        rows = data.get("rows") or data.get("items") or data.get("records") or data.get("list") or []
+    else:
+        rows = []
+    return [r for r in rows if isinstance(r, dict)]
+
+
+def _total(data: Any) -> int | None:
+    if isinstance(data, dict) and data.get("total") is not None:
+        return _int(data.get("total"), -1) if _int(data.get("total"), -1) >= 0 else None
+    return None
+
+
+def wire_folder(folder: str) -> str:
+    """A folder inside a version as the datahub calls take it: '' for the root, else 'a/b'."""
+    return join_remote(folder)
+
+
+class DatahubApi:
+    """The datahub calls on top of PlatformClient (one session, one auth flow, one Pacer)."""
+
+    def __init__(self, api: PlatformClient, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.api = api
+        self.clock = clock
+
+    def _path(self, kind: str, call: str) -> str:
+        return f"{BASE}/{kind}/{call}"
+
+    async def _pages(self, path: str, body: dict[str, Any], *, method: str = "POST") -> list[dict[str, Any]]:
+        """Every row of a paged call (`current` is a 1-based page number)."""
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        page = 1
+        while True:
+            envelope = await self.api.call(path, {**body, "current": page, "size": PAGE}, method=method)
+            batch = _rows(envelope.data if envelope.data is not None else envelope.result)
+            new = 0
+            for row in batch:
+                key = repr(sorted((k, str(v)) for k, v in row.items()))
+                if key not in seen:
+                    seen.add(key)
+                    rows.append(row)
+                    new += 1
+            total = _total(envelope.data)
+            if len(batch) < PAGE or new == 0 or (total is not None and len(rows) >= total):
+                return rows
+            page += 1
+
+    # -- assets and versions -----------------------------------------------------------------
+    async def assets(self, kind: str, title: str = "") -> list[Asset]:
+        """Assets whose title matches: the caller's own (scope 2), else every visible one (scope 1)."""
+        found: dict[str, Asset] = {}
+        for scope in (2, 1):
+            body = {"author": "", "scope": scope, "taskTags": [], "title": title}
+            try:
+                rows = await self._pages(self._path(kind, _LIST_CALL[kind]), body)
+            except PlatformRefused:
+                if scope == 2:
+                    raise
+                rows = []
+            for r in rows:
+                if r.get("id") and str(r["id"]) not in found:
+                    found[str(r["id"])] = Asset(str(r["id"]), str(r.get("name") or ""), str(r.get("author") or ""))
+            if found:
+                break
+        return list(found.values())
+
+    async def asset_by_id(self, kind: str, asset_id: str) -> Asset | None:
+        try:
+            envelope = await self.api.call(self._path(kind, "queryInfo"), {"id": asset_id, "versionId": ""})
+        except PlatformRefused:
+            return None
+        data = envelope.data if isinstance(envelope.data, dict) else {}
+        if not data or str(data.get("id") or asset_id) != asset_id:
+            return None
+        return Asset(asset_id, str(data.get("name") or ""), str(data.get("author") or ""))
+
+    async def versions(self, kind: str, asset_id: str) -> list[Version]:
+        """Every version of an asset, newest first (as the platform lists them)."""
+        rows = await self._pages(self._path(kind, "queryVersionList"), {"id": asset_id, "full": True})
+        return [
+            Version(str(r.get("id")), str(r.get("name") or ""), _int(r.get("createStatus"), CREATED),
+                    str(r.get("parentId") or ""))
+            for r in rows if r.get("id") and not r.get("deletedAt")
+        ]
+
+    async def create_version(self, kind: str, asset_id: str, name: str, parent_id: str, description: str = "") -> None:
+        body = {"id": asset_id, "name": name, "description": description or "created by hubsync",
+                "parentVersionId": parent_id, "category": CATEGORY[kind]}
+        await self.api.call(self._path(kind, "createVersion"), body)
+
+    # -- files of a version ------------------------------------------------------------------
+    async def list_files(self, space: DatahubSpace, folder: str) -> list[RemoteEntry]:
+        """One folder of a version (all pages); a folder that does not exist yet is empty."""
+        call = "image/queryImageFileList" if space.kind == "image" else "data/queryFileList"
+        body = {"currentPath": wire_folder(folder), "id": space.asset_id, "versionId": space.version_id}
+        rows = await self._pages(f"{BASE}/{call}", body)
+        entries: dict[str, RemoteEntry] = {}
+        for row in rows:
+            name = str(row.get("fileName") or "")
+            if not name or "/" in name:
+                name = str(row.get("filePath") or name).rstrip("/").rpartition("/")[2]
+            if not name:
+                continue
+            is_dir = _int(row.get("fileType"), 1) == 2
+            mtime = row.get("updateTime")
+            entries[name] = RemoteEntry(
+                name=name,
+                path=join_remote(folder, name),
+                is_dir=is_dir,
+                size=0 if is_dir else _int(row.get("fileSize")),
+                mtime_ms=_int(mtime) if mtime is not None else None,
+            )
+        return list(entries.values())
+
+    async def walk(self, space: DatahubSpace, folder: str) -> dict[str, int]:
+        """Every file below `folder`, relative to it, with its size."""
+        found: dict[str, int] = {}
+        pending = [""]
+        while pending:
+            rel = pending.pop()
+            for entry in await self.list_files(space, join_remote(folder, rel)):
+                child = join_remote(rel, entry.name)
+                if entry.is_dir:
+                    pending.append(child)
+                else:
+                    found[child] = entry.size
+        return found
+
+    async def import_files(self, space: DatahubSpace, import_path: str, sources: list[str]) -> None:
+        body = {"id": space.asset_id, "versionId": space.version_id, "importPath": wire_folder(import_path),
+                "sourceFiles": [join_remote(s) for s in sources]}
+        await self.api.call(f"{BASE}/data/importFiles", body)
+
+    async def delete_files(self, space: DatahubSpace, paths: list[str]) -> None:
+        body = {"id": space.asset_id, "versionId": space.version_id, "filePaths": [join_remote(p) for p in paths]}
+        await self.api.call(f"{BASE}/data/deleteFiles", body)
+
+    async def upload_chunk(
+        self, space: DatahubSpace, folder: str, name: str, *, submit_id: str, index: int, total: int,
+        chunk_size: int, data: bytes,
+    ) -> None:
+        def form() -> aiohttp.FormData:
+            fd = aiohttp.FormData(quote_fields=False)
+            fd.add_field("total", str(total))
+            fd.add_field("id", space.asset_id)
+            fd.add_field("submitId", submit_id)
+            fd.add_field("versionId", space.version_id)
+            fd.add_field("currentPath", wire_folder(folder))
+            fd.add_field("filePath", name)
+            fd.add_field("chunkSize", str(chunk_size))
+            fd.add_field("index", str(index))
+            fd.add_field("chunk", data, filename=name, content_type="application/octet-stream")
+            return fd
+
+        await self.api.call(f"{BASE}/data/uploadFile", form=form)
+
+
+class Resolver:
+    """KIND:ASSET@VERSION names or ids -> a DatahubSpace; cached for the run."""
+
+    def __init__(self, datahub: DatahubApi, *, poll_timeout: float = 600.0,
+                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        self.datahub = datahub
+        self.poll_timeout = poll_timeout
+        self.sleep = sleep
+        self._cache: dict[tuple[str, str, str], DatahubSpace] = {}
+
+    async def asset(self, kind: str, name_or_id: str) -> Asset:
+        if _HEX_ID.match(name_or_id):
+            found = await self.datahub.asset_by_id(kind, name_or_id.lower())
+            if found is not None:
+                return found
+            # queryInfo may want a versionId too: the full list has every id.
+            by_id = [a for a in await self.datahub.assets(kind, "") if a.id.lower() == name_or_id.lower()]
+            if by_id:
+                return by_id[0]
+        candidates = await self.datahub.assets(kind, name_or_id)
+        exact = [a for a in candidates if a.name == name_or_id or a.id == name_or_id.lower()]
+        if len(exact) == 1:
+            return exact[0]
+        if len(exact) > 1:
+            raise ConfigError(
+                f"{kind} name {name_or_id!r} is ambiguous: {len(exact)} assets have it; use the id:\n"
+                + "\n".join(f"  {a.id}  {a.name}  (author {a.author or '?'})" for a in exact)
+            )
+        similar = candidates or await self.datahub.assets(kind, "")
+        listing = "\n".join(f"  {a.id}  {a.name}" for a in similar[:30])
+        more = f"\n  ... and {len(similar) - 30} more" if len(similar) > 30 else ""
+        raise ConfigError(
+            f"no {kind} named {name_or_id!r}"
+            + (f"; {'similar' if candidates else 'existing'} {kind}s:\n{listing}{more}" if similar else f"; there are no {kind}s")
+        )
+
+    @staticmethod
+    def _match(versions: list[Version], name_or_id: str) -> list[Version]:
+        return [v for v in versions if v.id == name_or_id.lower() or v.name == name_or_id]
+
+    async def resolve(self, kind: str, asset: str, version: str, *, create: bool = False,
+                      parent: str | None = None) -> DatahubSpace:
+        key = (kind, asset, version)
+        if key in self._cache:
+            return self._cache[key]
+        found = await self.asset(kind, asset)
+        versions = await self.datahub.versions(kind, found.id)
+        matches = self._match(versions, version)
+        if len(matches) > 1:
+            raise ConfigError(
+                f"version {version!r} of {kind} {found.name!r} is ambiguous:\n"
+                + "\n".join(f"  {v.id}  {v.name}" for v in matches)
+            )
+        if not matches:
+            if not create:
+                names = ", ".join(v.name for v in versions) or "none"
+                raise ConfigError(
+                    f"{kind} {found.name!r} has no version {version!r} (versions: {names});"
+                    f" use --create-version {version} to create it"
+                )
+            chosen = await self._create(kind, found, versions, version, parent)
+        else:
+            chosen = matches[0]
+            if chosen.status != CREATED:
+                chosen = await self._wait_created(kind, found, chosen.name)
+        space = DatahubSpace(kind, found.id, chosen.id, found.name, chosen.name)
+        self._cache[key] = space
+        return space
+
+    async def _create(self, kind: str, asset: Asset, versions: list[Version], name: str,
+                      parent: str | None) -> Version:
+        if kind == "image":
+            parent_id = ""
+            if parent:
+                raise ConfigError("--parent does not apply to images: an image version starts empty")
+        elif parent:
+            candidates = self._match(versions, parent)
+            if len(candidates) != 1:
+                names = ", ".join(v.name for v in versions) or "none"
+                raise ConfigError(f"--parent {parent!r}: no single such version of {asset.name!r} (versions: {names})")
+            parent_id = candidates[0].id
+        else:
+            finished = [v for v in versions if v.status == CREATED]
+            parent_id = finished[0].id if finished else ""  # newest first: the latest version
+        await self.datahub.create_version(kind, asset.id, name, parent_id)
+        return await self._wait_created(kind, asset, name)
+
+    async def _wait_created(self, kind: str, asset: Asset, name: str) -> Version:
+        """Poll queryVersionList with back-off until the version is created; fail on status 2 or time-out."""
+        deadline = self.datahub.clock() + self.poll_timeout
+        delay = 0.1
+        while True:
+            matches = [v for v in await self.datahub.versions(kind, asset.id) if v.name == name]
+            if matches and matches[0].status == CREATED:
+                return matches[0]
+            if matches and matches[0].status == CREATE_FAILED:
+                raise VersionCreateFailed(f"the platform failed to create version {name!r} of {kind} {asset.name!r}"
+                                          " (createStatus 2)")
+            if self.datahub.clock() >= deadline:
+                state = "not listed" if not matches else f"createStatus {matches[0].status}"
+                raise VersionCreateFailed(
+                    f"version {name!r} of {kind} {asset.name!r} was not created within {self.poll_timeout:.0f}s ({state})"
+                )
+            await self.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class VersionCreateFailed(Fatal):
+    """The platform's asynchronous version creation ended in failure or did not end in time."""
+
+
+__all__ = ["DatahubApi", "DatahubSpace", "Resolver", "VersionCreateFailed", "TransferError", "KINDS"]

@@ -1,0 +1,323 @@
+"""Datahub asset versions (protocol.md §5): staged through private storage, or direct chunks.
+
+Staged (the default): the file goes into the private space under
+`.hubsync-staging/<asset-id>/<version-id>/…` with the md5 chunk protocol (resume and instant
+upload for free); `confirm` then imports it into the version in batches, polls the version's
+listing until the file shows, and deletes the staging copy. The step each file reached is kept
+in its resume state (`stage`: staged → imported), so a crash resumes at that step.
+
+Direct: `data/uploadFile` with one submitId per file, kept in the resume state with each
+acknowledged chunk index; a resumed transfer sends only the chunks the journal has not
+acknowledged, with the same submitId. There is no md5 on this path and no query of received
+chunks: the journal is the only memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+from ..bandwidth import TokenBucket
+from ..datahub import DatahubApi
+from ..envelope import PlatformRefused
+from ..errors import Fatal, TransferError
+from ..hashing import md5_hex, read_span
+from ..models import ChunkPlan, DatahubSpace, Digest, LocalFile, RemoteEntry, RemoteTarget, Space, join_remote
+from .base import Confirmation, ConfirmItem, Destination, OnBytes, ResumeState, ensure_unchanged
+
+log = logging.getLogger("hubsync.datahub")
+
+STAGING_ROOT = ".hubsync-staging"
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _space(target: RemoteTarget) -> DatahubSpace:
+    if not isinstance(target.space, DatahubSpace):
+        raise TypeError(f"{target} is not a datahub target")
+    return target.space
+
+
+def staging_folder(space: DatahubSpace) -> str:
+    """The private-space folder that stages files for one version."""
+    return join_remote(STAGING_ROOT, space.asset_id, space.version_id)
+
+
+def staged_target(target: RemoteTarget) -> RemoteTarget:
+    return RemoteTarget(Space.PRIVATE, join_remote(staging_folder(_space(target)), target.folder), target.name)
+
+
+class _Poller:
+    """Lists version folders until every waited-for file shows with its size (back-off, deadline)."""
+
+    def __init__(self, datahub: DatahubApi, timeout: float, sleep: Sleep, clock: Callable[[], float]) -> None:
+        self.datahub = datahub
+        self.timeout = timeout
+        self.sleep = sleep
+        self.clock = clock
+
+    async def listing(self, items: list[ConfirmItem], indices: list[int]) -> dict[int, RemoteEntry | None]:
+        """One listing per folder: the entry each item's name has there (None when absent)."""
+        by_folder: dict[tuple[DatahubSpace, str], list[int]] = defaultdict(list)
+        for i in indices:
+            by_folder[(_space(items[i].target), items[i].target.folder)].append(i)
+        found: dict[int, RemoteEntry | None] = {}
+        for (space, folder), group in by_folder.items():
+            entries = {e.name: e for e in await self.datahub.list_files(space, folder)}
+            for i in group:
+                entry = entries.get(items[i].target.name)
+                found[i] = entry if entry is not None and not entry.is_dir else None
+        return found
+
+    async def wait(
+        self, items: list[ConfirmItem], indices: list[int], what: str,
+        shown: Callable[[int, RemoteEntry], bool] | None = None,
+    ) -> dict[int, str | None]:
+        """Poll until each item shows (default: with its size); time-outs are errors, never success."""
+        verdicts: dict[int, str | None] = {}
+        waiting = list(indices)
+        deadline = self.clock() + self.timeout
+        delay = 0.1
+        while waiting:
+            listing = await self.listing(items, waiting)
+            still: list[int] = []
+            for i in waiting:
+                entry = listing[i]
+                ok = entry is not None and (shown(i, entry) if shown else entry.size == items[i].size)
+                if ok:
+                    verdicts[i] = None
+                else:
+                    still.append(i)
+                    verdicts[i] = (
+                        f"{what}: not shown in the version after {self.timeout:.0f}s" if entry is None
+                        else f"{what}: listed with {entry.size} bytes after {self.timeout:.0f}s, expected {items[i].size}"
+                    )
+            waiting = still
+            if not waiting or self.clock() >= deadline:
+                break
+            await self.sleep(min(delay, max(0.0, deadline - self.clock())))
+            delay = min(delay * 1.6, 5.0)
+        return verdicts
+
+
+class StagedDatahubDestination:
+    """Stage in private storage with the md5 chunk protocol, then importFiles into the version."""
+
+    transport = "datahub-staged"
+
+    def __init__(
+        self,
+        datahub: DatahubApi,
+        files: Destination,
+        *,
+        keep_staging: bool = False,
+        import_batch: int = 100,
+        poll_timeout: float = 600.0,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.datahub = datahub
+        self.files = files
+        self.keep_staging = keep_staging
+        self.import_batch = max(1, import_batch)
+        self.poller = _Poller(datahub, poll_timeout, sleep, clock)
+
+    async def send(
+        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
+    ) -> None:
+        await self.files.send(local, digest, staged_target(target), resume, on_bytes)
+        await resume.put(stage="staged")
+
+    async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
+        verdicts: dict[int, str | None] = {}
+        to_import = [i for i, item in enumerate(items) if _stage(item) != "imported"]
+        imported = [i for i, item in enumerate(items) if _stage(item) == "imported"]
+        # What the version showed before the import: an older file of the same size must not be
+        # taken for the new one (its staging copy would be deleted before the copy job read it).
+        before = await self.poller.listing(items, to_import) if to_import else {}
+        await self._import(items, to_import, verdicts)
+        imported += [i for i in to_import if i not in verdicts]
+        # Staging must outlive the asynchronous copy: wait for the file to show, then delete.
+        # (Checked before each delete by listing, never assumed from the import's answer.)
+
+        uncertain: set[int] = set()
+
+        def fresh(i: int, entry: RemoteEntry) -> bool:
+            if entry.size != items[i].size:
+                return False
+            old = before.get(i)
+            if old is None or old.size != entry.size:
+                return True
+            # The same name and size were there before: only a newer update time shows our copy.
+            if entry.mtime_ms is None or old.mtime_ms is None:
+                uncertain.add(i)  # cannot tell: accept, but keep the staging copy to be safe
+                return True
+            return entry.mtime_ms > old.mtime_ms
+
+        shown = await self.poller.wait(items, imported, "imported", fresh)
+        verdicts.update(shown)
+        for i in imported:
+            if verdicts.get(i) is None and items[i].resume is not None:
+                await items[i].resume.put(stage="confirmed")  # type: ignore[union-attr]
+        if not self.keep_staging:
+            await self._unstage([items[i] for i in imported if verdicts.get(i) is None and i not in uncertain])
+        return [Confirmation(item.target, verdicts.get(i)) for i, item in enumerate(items)]
+
+    async def _import(self, items: list[ConfirmItem], indices: list[int], verdicts: dict[int, str | None]) -> None:
+        by_folder: dict[tuple[DatahubSpace, str], list[int]] = defaultdict(list)
+        for i in indices:
+            by_folder[(_space(items[i].target), items[i].target.folder)].append(i)
+        for (space, folder), group in by_folder.items():
+            for start in range(0, len(group), self.import_batch):
+                batch = group[start : start + self.import_batch]
+                await self._import_batch(items, space, folder, batch, verdicts)
+
+    async def _import_batch(
+        self, items: list[ConfirmItem], space: DatahubSpace, folder: str, batch: list[int],
+        verdicts: dict[int, str | None],
+    ) -> None:
+        sources = [staged_target(items[i].target).path for i in batch]
+        try:
+            await self.datahub.import_files(space, folder, sources)
+        except PlatformRefused as exc:
+            if len(batch) == 1:
+                verdicts[batch[0]] = f"import refused: {exc.text or exc}"
+                return
+            # One missing source refuses the whole batch: import one by one to name it.
+            for i in batch:
+                await self._import_batch(items, space, folder, [i], verdicts)
+            return
+        for i in batch:
+            if items[i].resume is not None:
+                await items[i].resume.put(stage="imported")  # type: ignore[union-attr]
+
+    async def _unstage(self, items: list[ConfirmItem]) -> None:
+        """Delete the staging copies of confirmed files, then staging folders left empty."""
+        paths = [staged_target(item.target).path for item in items]
+        for start in range(0, len(paths), 100):
+            try:
+                await self.datahub.api.delete(Space.PRIVATE, paths[start : start + 100])
+            except TransferError as exc:
+                log.warning("could not delete %d staging copies: %s", len(paths[start : start + 100]), exc)
+        for space in {_space(item.target) for item in items}:
+            await self._drop_if_empty(staging_folder(space))
+
+    async def _drop_if_empty(self, folder: str) -> None:
+        """Delete a version's staging folder once no file is left anywhere below it."""
+        pending = [folder]
+        try:
+            while pending:
+                for entry in await self.datahub.api.list_folder(Space.PRIVATE, pending.pop()):
+                    if not entry.is_dir:
+                        return
+                    pending.append(entry.path)
+            await self.datahub.api.delete(Space.PRIVATE, [folder])
+        except TransferError as exc:
+            log.info("staging folder %s kept: %s", folder, exc)
+
+
+def _stage(item: ConfirmItem) -> str:
+    return str(item.resume.get("stage", "")) if item.resume is not None else ""
+
+
+class DirectDatahubDestination:
+    """data/uploadFile: one submitId per file, chunks acknowledged in the journal."""
+
+    transport = "datahub-direct"
+
+    def __init__(
+        self,
+        datahub: DatahubApi,
+        *,
+        chunk_size: int = 8 << 20,
+        chunks_per_file: int = 4,
+        bandwidth: TokenBucket | None = None,
+        poll_timeout: float = 600.0,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.datahub = datahub
+        self.chunk_size = chunk_size
+        self.chunks_per_file = chunks_per_file
+        self.bandwidth = bandwidth
+        self.poller = _Poller(datahub, poll_timeout, sleep, clock)
+        self.chunk_requests = 0
+
+    async def send(
+        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
+    ) -> None:
+        space = _space(target)
+        plan = ChunkPlan(local.size, self.chunk_size)
+        total = max(1, plan.total)  # an empty file is one empty chunk
+        acked = await resume.acked_chunks()
+        submit_id = resume.get("submitId")
+        if submit_id and resume.get("uploaded") and len(acked) >= total:
+            if resume.get("rechecked"):
+                # Sent in full once, then not shown in time twice: start a new upload.
+                await resume.reset()
+                acked, submit_id = {}, None
+            else:
+                # Every chunk went out before (a crash or a slow assembly): confirm before resending.
+                await resume.put(rechecked=True)
+                on_bytes(local.size, False)
+                return
+        if not submit_id:
+            submit_id = str(uuid.uuid4())
+            await resume.put(submitId=submit_id)
+        limit = asyncio.Semaphore(self.chunks_per_file)
+
+        async def one(index: int) -> None:
+            async with limit:
+                offset, length = plan.span(index) if plan.total else (0, 0)
+                if index in acked:
+                    on_bytes(length, False)
+                    return
+                data = await asyncio.to_thread(read_span, local.path, offset, length) if length else b""
+                chunk_md5 = await asyncio.to_thread(md5_hex, data)
+                if self.bandwidth is not None and length:
+                    await self.bandwidth.consume(length)
+                self.chunk_requests += 1
+                await self.datahub.upload_chunk(
+                    space, target.folder, target.name, submit_id=submit_id, index=index, total=total,
+                    chunk_size=self.chunk_size, data=data,
+                )
+                await resume.ack_chunk(index, chunk_md5, length)
+                on_bytes(length, True)
+
+        # The last chunk completes the file on the platform: send it only after the others, and
+        # only when the file is unchanged, so a file edited meanwhile is never assembled.
+        last = total - 1
+        tasks = [asyncio.create_task(one(i)) for i in range(last)]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        await asyncio.to_thread(ensure_unchanged, local)
+        await one(last)
+        await resume.put(uploaded=True)
+
+    async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
+        verdicts = await self.poller.wait(items, list(range(len(items))), "uploaded")
+        return [Confirmation(item.target, verdicts.get(i)) for i, item in enumerate(items)]
+
+
+class DatahubTree:
+    """List and delete inside a version (for ls and --delete)."""
+
+    def __init__(self, datahub: DatahubApi) -> None:
+        self.datahub = datahub
+
+    async def list(self, space: DatahubSpace, folder: str) -> list[RemoteEntry]:
+        return await self.datahub.list_files(space, folder)
+
+    async def delete(self, space: DatahubSpace, paths: list[str]) -> None:
+        await self.datahub.delete_files(space, paths)
+
+
+__all__ = ["DirectDatahubDestination", "StagedDatahubDestination", "DatahubTree", "Fatal", "staging_folder"]
