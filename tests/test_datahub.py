@@ -279,3 +279,21 @@ def test_image_version_starts_empty_and_lists_through_the_image_call(
     paths = [e["path"] for e in emu.log_entries()]
     assert any(p.endswith("/image/queryImageFileList") for p in paths)
     assert not any(p.endswith("/data/queryFileList") for p in paths)
+
+
+@pytest.mark.parametrize("via", ["staged", "direct"])
+def test_rides_through_faults_and_expiring_tokens(emu: EmulatorThread, hub_env: dict, tmp_path: Path, via: str) -> None:
+    asset_id, (v1,) = emu.datahub_create_asset("dataset", "noisy")
+    src = tmp_path / "src"
+    for i in range(12):
+        write_random(src / f"d{i % 3}" / f"f{i}.bin", (i * 300_007) % (5 * MiB) + 1, seed=i)
+    emu.faults.update({"seed": 5, "chunk_error_rate": 0.2, "reset_rate": 0.1, "busy_rate": 0.1,
+                       "token_lifetime": 3})
+    result = run_cli(["--json", "sync", str(src), "dataset:noisy@v1:/in", "--via", via, "--chunk-size", "1MiB"],
+                     hub_env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert summary_of(result)["files_sent"] == 12
+    for path in src.rglob("*.bin"):
+        rel = path.relative_to(src).as_posix()
+        assert md5_of(emu.datahub_path("dataset", asset_id, v1, f"in/{rel}")) == md5_of(path), rel
+    assert len([e for e in emu.log_entries() if e.get("fault")]) > 5
