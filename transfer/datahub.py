@@ -113,7 +113,7 @@ class DatahubApi:
         """Assets whose title matches: the caller's own (scope 2), else every visible one (scope 1)."""
         found: dict[str, Asset] = {}
         for scope in (2, 1):
-            body = {"author": "", "scope": scope, "taskTags": [], "title": title}
+            body: dict[str, Any] = {"author": "", "scope": scope, "taskTags": [], "title": title}
             try:
                 rows = await self._pages(self._path(kind, _LIST_CALL[kind]), body)
             except PlatformRefused:

@@ -38,7 +38,7 @@ class HostKeyCheck:
 
     @property
     def refused(self) -> bool:
-        return self.offered is not None and not self.new and bool(self.trusted) and self.offered not in self.trusted
+        return self.offered is not None and not self.new and bool(self.trusted) and self.offered not in (self.trusted or [])
 
 
 class HostKeyPolicy:

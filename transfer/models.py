@@ -69,6 +69,13 @@ class RemoteTarget:
         return f"{self.space}:/{self.path}"
 
 
+def file_space(target: RemoteTarget) -> Space:
+    """The private/public space of a file-storage target (a datahub target is a programming error)."""
+    if not isinstance(target.space, Space):
+        raise TypeError(f"{target} is not in the private or public space")
+    return target.space
+
+
 @dataclass(frozen=True)
 class LocalFile:
     """A regular file as stat saw it; `rel` is its '/'-separated path below the sync root."""

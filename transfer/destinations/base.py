@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -86,9 +87,9 @@ class Destination(Protocol):
 class RemoteTree(Protocol):
     """Listing and deleting on the remote side (for --delete, ls and verification)."""
 
-    async def list(self, space: Space, folder: str) -> list[RemoteEntry]: ...
+    async def list(self, space: Space, folder: str) -> builtins.list[RemoteEntry]: ...
 
-    async def delete(self, space: Space, paths: list[str]) -> None: ...
+    async def delete(self, space: Space, paths: builtins.list[str]) -> None: ...
 
 
 def ensure_unchanged(local: LocalFile) -> None:

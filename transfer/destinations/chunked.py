@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections import defaultdict
 
 from ..api import PlatformClient
@@ -11,7 +12,7 @@ from ..envelope import PlatformRefused
 from ..errors import LocalFileChanged
 from ..folders import RemoteFolders
 from ..hashing import md5_hex, read_span
-from ..models import ChunkPlan, Digest, LocalFile, RemoteEntry, RemoteTarget, Space
+from ..models import ChunkPlan, Digest, LocalFile, RemoteEntry, RemoteTarget, Space, file_space
 from .base import Confirmation, ConfirmItem, OnBytes, ResumeState, ensure_unchanged
 
 SMALL_FILE_THRESHOLD = 1 << 20
@@ -47,19 +48,20 @@ class ChunkedDestination:
     async def send(
         self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
     ) -> None:
-        await self.folders.ensure(target.space, target.folder)
+        space = file_space(target)
+        await self.folders.ensure(space, target.folder)
         if local.size == 0 or local.size < self.small_file_threshold:
             await self._send_small(local, digest, target, on_bytes)
             return
         plan = ChunkPlan(local.size, self.chunk_size)
         for attempt in range(1, self.merge_attempts + 1):
-            check = await self.api.check_file(target.space, target.folder, target.name, digest.md5, local.size)
+            check = await self.api.check_file(space, target.folder, target.name, digest.md5, local.size)
             if not check.held:
                 await self._send_missing(local, digest, target, plan, check.chunks, resume, on_bytes)
             await asyncio.to_thread(ensure_unchanged, local)
             try:
                 await self.api.merge(
-                    target.space, target.folder, target.name, file_md5=digest.md5, size=local.size, total=plan.total
+                    space, target.folder, target.name, file_md5=digest.md5, size=local.size, total=plan.total
                 )
                 return
             except PlatformRefused:
@@ -74,7 +76,7 @@ class ChunkedDestination:
         await asyncio.to_thread(ensure_unchanged, local)
         if self.bandwidth is not None:
             await self.bandwidth.consume(local.size)
-        await self.api.simple_upload(target.space, target.folder, target.name, data)
+        await self.api.simple_upload(file_space(target), target.folder, target.name, data)
         on_bytes(local.size, True)
 
     async def _send_missing(
@@ -107,7 +109,7 @@ class ChunkedDestination:
                 if self.bandwidth is not None:
                     await self.bandwidth.consume(length)
                 await self.api.upload_chunk(
-                    target.space,
+                    file_space(target),
                     target.folder,
                     target.name,
                     file_md5=digest.md5,
@@ -141,7 +143,7 @@ class ChunkedDestination:
                 await asyncio.sleep(delay)
             by_folder: dict[tuple[Space, str], list[int]] = defaultdict(list)
             for i in waiting:
-                by_folder[(items[i].target.space, items[i].target.folder)].append(i)
+                by_folder[(file_space(items[i].target), items[i].target.folder)].append(i)
             waiting = []
             for (space, folder), group in by_folder.items():
                 listing = {e.name: e for e in await self.api.list_folder(space, folder)}
@@ -167,8 +169,8 @@ class FileStorageTree:
     def __init__(self, api: PlatformClient) -> None:
         self.api = api
 
-    async def list(self, space: Space, folder: str) -> list[RemoteEntry]:
+    async def list(self, space: Space, folder: str) -> builtins.list[RemoteEntry]:
         return await self.api.list_folder(space, folder)
 
-    async def delete(self, space: Space, paths: list[str]) -> None:
+    async def delete(self, space: Space, paths: builtins.list[str]) -> None:
         await self.api.delete(space, paths)

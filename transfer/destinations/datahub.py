@@ -15,6 +15,7 @@ chunks: the journal is the only memory.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import time
 import uuid
@@ -313,10 +314,10 @@ class DatahubTree:
     def __init__(self, datahub: DatahubApi) -> None:
         self.datahub = datahub
 
-    async def list(self, space: DatahubSpace, folder: str) -> list[RemoteEntry]:
+    async def list(self, space: DatahubSpace, folder: str) -> builtins.list[RemoteEntry]:
         return await self.datahub.list_files(space, folder)
 
-    async def delete(self, space: DatahubSpace, paths: list[str]) -> None:
+    async def delete(self, space: DatahubSpace, paths: builtins.list[str]) -> None:
         await self.datahub.delete_files(space, paths)
 
 
