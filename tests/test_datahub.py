@@ -29,6 +29,7 @@ from .conftest import (
     md5_of,
     run_cli,
     summary_of,
+    user_env,
     wait_for,
     write_random,
 )
@@ -297,3 +298,20 @@ def test_rides_through_faults_and_expiring_tokens(emu: EmulatorThread, hub_env: 
         rel = path.relative_to(src).as_posix()
         assert md5_of(emu.datahub_path("dataset", asset_id, v1, f"in/{rel}")) == md5_of(path), rel
     assert len([e for e in emu.log_entries() if e.get("fault")]) > 5
+
+
+def test_staging_falls_back_to_sftp_when_the_chunk_api_is_off(tmp_path: Path) -> None:
+    with EmulatorThread(tmp_path / "platform", sftp=True) as emu:
+        asset_id, (v1,) = emu.datahub_create_asset("model", "llama")
+        emu.faults.chunk_api_off = True
+        src = tmp_path / "src"
+        sizes = {"w/big.bin": 12 * MiB + 5, "w/中文.bin": 2 * MiB}
+        for i, (rel, size) in enumerate(sizes.items()):
+            write_random(src / rel, size, seed=i)
+        env = user_env(emu, tmp_path)
+        result = run_cli(["--json", "sync", str(src), "model:llama@v1"], env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert summary_of(result)["transports"] == ["datahub-staged-sftp"]
+        for rel in sizes:
+            assert md5_of(emu.datahub_path("model", asset_id, v1, rel)) == md5_of(src / rel)
+        assert staged_files(emu) == []
