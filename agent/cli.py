@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                 out.warn("interrupted: progress is kept in the journal; run the same command to resume")
             return code
         if args.command == "daemon":
-            raise ConfigError("the daemon is not available in this build yet")
+            from .daemon.runner import main as daemon_main
+
+            return daemon_main(config, args.config, args.verbose)
     except ConfigError as exc:
         out.warn(f"hubsync: {exc}")
         return commands.EXIT_USAGE

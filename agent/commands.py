@@ -257,9 +257,12 @@ def _print_summary(out: Output, summary: RunSummary, target: Target) -> None:
 
 # -- status --------------------------------------------------------------------------------
 def cmd_status(config: Config, out: Output) -> int:
+    from .daemon.status import read_snapshot, render_snapshot
+
+    daemon = read_snapshot(config.state_dir())  # None unless a daemon runs on this state dir
     view = JournalView(journal_path(config))
     if not view.exists():
-        out.result({"event": "status", "remotes": []}, f"no journal yet at {view.path}")
+        out.result({"event": "status", "remotes": [], "daemon": daemon}, f"no journal yet at {view.path}")
         return EXIT_OK
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for row in view.summary():
@@ -276,8 +279,11 @@ def cmd_status(config: Config, out: Output) -> int:
     if out.json:
         out.jsonl.print({"event": "status", "remotes": list(groups.values()),
                          "errors": [{"path": f["local_path"], "remote": f["remote"].split(" ", 1)[-1],
-                                     "error": f["last_error"], "attempts": f["attempts"]} for f in failures]})
+                                     "error": f["last_error"], "attempts": f["attempts"]} for f in failures],
+                         "daemon": daemon})
         return EXIT_OK
+    if daemon is not None:
+        print("\n".join(render_snapshot(daemon)))
     print(f"journal: {view.path}")
     for g in groups.values():
         job = f"[{g['job']}] " if g["job"] else ""

@@ -117,6 +117,30 @@ class WatchConfig(_Section):
     exclude: list[str] = Field(default_factory=list)
     settle_seconds: float = Field(default=5.0, ge=0)
     delete: bool = False
+    name: str = ""  # the job's name in logs, status and the journal; default: the remote
+    poll: bool = False  # poll instead of inotify (network file systems do not report changes)
+
+    def job_name(self) -> str:
+        return self.name or self.remote
+
+
+_LOOPBACK = re.compile(r"^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])$")
+_TIMETABLE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*,\s*(.+?)\s*$")
+
+
+def parse_timetable(entries: list[str]) -> list[tuple[int, int]]:
+    """['08:00,2MiB/s', '18:00,off'] -> [(480, 2097152), (1080, 0)]: minute of the day, bytes/s (0 = unlimited)."""
+    table = []
+    for entry in entries:
+        match = _TIMETABLE.match(entry)
+        if not match or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+            raise ValueError(f"{entry!r} is not 'HH:MM,RATE' (e.g. '08:00,2MiB/s' or '18:00,off')")
+        rate = match.group(3)
+        limit = 0 if rate.lower() in ("off", "unlimited") else parse_size(re.sub(r"/s$", "", rate))
+        table.append((int(match.group(1)) * 60 + int(match.group(2)), limit))
+    if len({minute for minute, _ in table}) != len(table):
+        raise ValueError("two entries for the same time")
+    return sorted(table)
 
 
 class DaemonConfig(_Section):
@@ -124,6 +148,29 @@ class DaemonConfig(_Section):
     rescan_seconds: float = Field(default=3600.0, gt=0)
     max_delete: int = Field(default=1000, ge=0)
     grace_seconds: float = Field(default=10.0, ge=0)
+    delete_delay: float = Field(default=60.0, ge=0)
+    order: Literal["smallest", "largest", "oldest"] = "smallest"
+    retry_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=600.0, gt=0)
+    timetable: list[str] = Field(default_factory=list)
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: str) -> str:
+        if not v:
+            return v
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9464")
+        if not _LOOPBACK.match(host):
+            raise ValueError("must be a loopback address (127.0.0.1, [::1] or localhost): metrics are not authenticated")
+        return v
+
+    @field_validator("timetable")
+    @classmethod
+    def _timetable(cls, v: list[str]) -> list[str]:
+        parse_timetable(v)
+        return v
 
 
 class Config(_Section):
@@ -158,6 +205,7 @@ ENV = {
     "HUBSYNC_PASSWORD": ("platform", "password"),
     "HUBSYNC_PASSWORD_KEY": ("platform", "password_key"),
     "HUBSYNC_TOKEN": ("platform", "token"),
+    "HUBSYNC_PASSWORD_FILE": ("platform", "password_file"),  # e.g. a systemd credential
     "HUBSYNC_STATE_DIR": ("state", "dir"),
 }
 SECRET_KEYS = {("platform", "password"), ("platform", "token"), ("platform", "password_key")}

@@ -38,6 +38,15 @@ class TokenBucket:
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
+    def set_rate(self, rate: float, burst: float | None = None) -> None:
+        """Change the limit from now on (a bandwidth timetable); what was admitted stays admitted."""
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self._refill()
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else rate)
+        self._tokens = min(self._tokens, self.burst)
+
     async def consume(self, amount: int) -> None:
         """Wait until `amount` bytes may be sent (FIFO among waiters)."""
         async with self._lock:

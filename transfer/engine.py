@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -102,6 +103,10 @@ class Engine:
         self.settle_timeout = settle_timeout
         self.clock = clock
         self._switched = False
+        # The daemon's hooks (a plain run leaves both alone): transfer slots shared by several
+        # engines, and a drain switch that starts no new file while those in flight finish.
+        self.slots: asyncio.Semaphore | None = None
+        self.draining = False
 
     def _key(self, item: SendItem) -> str:
         return self.namespace + item.remote
@@ -131,6 +136,11 @@ class Engine:
         """Split items into (to send, unchanged since the journal recorded them done): stat only."""
         send, unchanged, merged = await self._plan(items, remote_prefix)
         return send + [m.item for m in merged], unchanged
+
+    async def forget(self, remote: str, *, folder: bool = False) -> None:
+        """Drop the journal's records of `remote` (or of every file below the folder `remote`) once deleted there."""
+        key = self.namespace + remote
+        await self.journal.forget_under(key.rstrip("/") + "/") if folder else await self.journal.forget_remote(key)
 
     # -- running ---------------------------------------------------------------------------
     async def run(self, items: list[SendItem], *, job: str = "", remote_prefix: str = "") -> RunSummary:
@@ -170,14 +180,19 @@ class Engine:
 
         async def prepare() -> None:
             for item in source:  # one shared iterator: each item is prepared once
+                if self.draining:
+                    break
                 digest = await self._guarded(item, summary, self._digest(item.local, summary))
                 if digest is not None:
                     await ready.put((item, digest))
 
         async def transfer() -> None:
             while (entry := await ready.get()) is not None:
+                if self.draining:
+                    continue
                 item, digest = entry
-                result = await self._guarded(item, summary, self._send(item, digest, job, summary))
+                async with self.slots or contextlib.nullcontext():
+                    result = await self._guarded(item, summary, self._send(item, digest, job, summary))
                 if result is not None:
                     sent.append(result)
 

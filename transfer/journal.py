@@ -314,6 +314,14 @@ class Journal:
 
         await self._run(w)
 
+    async def forget_under(self, remote_prefix: str) -> None:
+        """Delete every file record whose remote starts with `remote_prefix` (a deleted remote folder)."""
+
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM files WHERE substr(remote,1,?)=?", (len(remote_prefix), remote_prefix))
+
+        await self._run(w)
+
     # -- chunks ----------------------------------------------------------------------------
     async def acked_chunks(self, file_id: int, md5: str, chunk_size: int) -> dict[int, str]:
         """index -> chunk md5 of the chunks the platform acknowledged for this content and cut."""

@@ -1,0 +1,305 @@
+"""One [[watch]] job: its watcher, aggregator, walks, deletes and engine, glued together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transfer.engine import Engine, SendItem
+from transfer.errors import Fatal, TransferError
+from transfer.hashing import stat_file
+from transfer.models import LocalFile
+
+from ..config import DaemonConfig, WatchConfig
+from ..remotes import Remote
+from ..scanner import Excludes
+from .aggregator import Aggregator
+from .events import FileStat, Gone, Rescan, Send
+from .logs import event as log_event
+from .reconcile import DeleteQueue, RescanTimer, delete_pass, walk
+from .scheduler import Scheduler
+from .stats import JobStats
+from .target import JobTarget
+from .watcher import Inbox, OverflowAlarm, Watcher, WatchMode, choose_mode, count_dirs, inotify_limit
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """A validated [[watch]] table."""
+
+    name: str
+    source: Path
+    remote: Remote
+    watch: WatchConfig
+
+
+class Job:
+    """Keeps one remote folder in step with one local folder."""
+
+    def __init__(self, plan: JobPlan, *, target: JobTarget, engine: Engine, stats: JobStats, scheduler: Scheduler,
+                 daemon: DaemonConfig, wake: Callable[[], None], alarm: OverflowAlarm,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        self.plan = plan
+        self.name = plan.name
+        self.root = plan.source
+        self.target = target
+        self.engine = engine
+        self.stats = stats
+        self.scheduler = scheduler
+        self.daemon = daemon
+        self.alarm = alarm
+        self.clock, self.wall = clock, wall
+        self.excludes = Excludes(plan.watch.exclude)
+        self.settle = plan.watch.settle_seconds
+        self.aggregator = Aggregator(self.root, self.excludes, self.settle)
+        self.inbox = Inbox(wake)
+        self.watcher: Watcher | None = None
+        self.mode = WatchMode(False, 0.0)
+        self.deletes = DeleteQueue(daemon.delete_delay)
+        self.timer = RescanTimer(daemon.rescan_seconds, clock())
+        self._walks: set[str] = set()
+        self._kick = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._watch_retry = 0.0
+        self.dirs = 0
+        self.device = 0  # the source's file system at start: deletes stop if it changes (unmounted)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self, in_use: int) -> int:
+        """Watch first, then walk (so nothing changing during the walk is missed); returns the folders watched."""
+        self.device = (await asyncio.to_thread(os.stat, self.root)).st_dev
+        self.dirs = await asyncio.to_thread(count_dirs, self.root, self.excludes)
+        limit = await asyncio.to_thread(inotify_limit)
+        self.mode = choose_mode(self.root, self.dirs, limit, in_use, force_poll=self.plan.watch.poll,
+                                settle=self.settle)
+        if self.mode.warning:
+            log_event(logging.WARNING, "inotify_limit", self.mode.warning, job=self.name, path=str(self.root))
+        await self._start_watcher()
+        self.alarm.register(self.inbox)
+        self._worker = asyncio.create_task(self._work(), name=f"hubsync-job-{self.name}")
+        self.request_walk("")
+        return self.dirs
+
+    async def _start_watcher(self) -> None:
+        watcher = Watcher(self.root, self.inbox, self.mode)
+        try:
+            await asyncio.to_thread(watcher.start)
+        except OSError as exc:
+            if self.mode.polling:
+                raise
+            # Typically ENOSPC: the watch limit, used up by other programs meanwhile.
+            self.mode = WatchMode(True, max(10.0, self.settle), f"cannot watch with inotify ({exc}); polling instead")
+            log_event(logging.WARNING, "inotify_limit", self.mode.warning, job=self.name, path=str(self.root))
+            watcher = Watcher(self.root, self.inbox, self.mode)
+            await asyncio.to_thread(watcher.start)
+        self.watcher = watcher
+
+    async def stop(self) -> None:
+        """Stop watching and walking (sends in flight belong to the scheduler)."""
+        self._watch_retry = float("inf")
+        self.alarm.unregister(self.inbox)
+        if self.watcher is not None:
+            await asyncio.to_thread(self.watcher.stop)
+            self.watcher = None
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+    def apply(self, daemon: DaemonConfig) -> None:
+        """Take new [daemon] settings (SIGHUP)."""
+        self.daemon = daemon
+        self.deletes.delay = daemon.delete_delay
+        if daemon.rescan_seconds != self.timer.period:
+            self.timer = RescanTimer(daemon.rescan_seconds, self.clock())
+
+    # -- the loop's work ---------------------------------------------------------------------
+    async def tick(self) -> None:
+        """Events in, settled files out; deletes and full rescans when due; a dead watcher restarted."""
+        now = self.clock()
+        for event in self.inbox.drain():
+            if event.kind == "overflow":
+                log_event(logging.WARNING, "watch_overflow", "events were lost: rescanning the tree", job=self.name)
+            self.aggregator.add(event, now)
+        due = self.aggregator.due(now)
+        locals_ = await asyncio.to_thread(_stat_many, self.root, due) if due else {}
+        stats = {rel: FileStat(f.size, f.mtime_ns) if f else None for rel, f in locals_.items()}
+        for action in self.aggregator.poll(self.clock(), self.wall(), stats):
+            if isinstance(action, Send):
+                local = locals_.get(action.rel)
+                if local is not None:
+                    self._submit(local)
+            elif isinstance(action, Rescan):
+                self.request_walk(action.rel)
+            elif isinstance(action, Gone) and self.plan.watch.delete:
+                self.deletes.add(action.rel, action.is_dir, now)
+        if self.timer.due(now):
+            self.request_walk("")
+        next_delete = self.deletes.next_due() if self.plan.watch.delete else None
+        if next_delete is not None and next_delete <= now:
+            self._kick.set()
+        if (self.watcher is None or not self.watcher.healthy()) and now >= self._watch_retry:
+            await self._restart_watcher(now)
+
+    async def _restart_watcher(self, now: float) -> None:
+        """A dead observer (a watch limit hit later, the folder gone...): start again and rescan; retry every 30 s."""
+        log_event(logging.ERROR, "watch_failed", "the watcher stopped: restarting it and rescanning", job=self.name)
+        if self.watcher is not None:
+            await asyncio.to_thread(self.watcher.stop)
+            self.watcher = None
+        try:
+            await self._start_watcher()
+        except OSError as exc:
+            self._watch_retry = now + 30.0
+            log_event(logging.ERROR, "watch_failed", job=self.name, path=str(self.root), error=str(exc))
+            return
+        self.request_walk("")
+
+    def next_deadline(self) -> float | None:
+        times = [t for t in (self.aggregator.next_deadline(), self.timer.next) if t is not None]
+        if self.plan.watch.delete and (d := self.deletes.next_due()) is not None:
+            times.append(d)
+        return min(times) if times else None
+
+    def request_walk(self, rel: str) -> None:
+        # Bounded: collapse to the whole tree when many folders wait.
+        self._walks = {""} if rel == "" or len(self._walks) > 256 else self._walks | {rel}
+        self._kick.set()
+
+    def _submit(self, local: LocalFile) -> None:
+        self.deletes.discard(local.rel)
+        for item in self.target.items([local]):
+            self.scheduler.submit(self.name, item)
+
+    async def _work(self) -> None:
+        """Walks and delete passes, one at a time, off the main loop."""
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            while self._walks:
+                rel = min(self._walks, key=len)
+                self._walks = {w for w in self._walks if not (w == rel or rel == "" or w.startswith(rel + "/"))}
+                await self._walk(rel)
+            if self.plan.watch.delete:
+                due = self.deletes.due(self.clock())
+                if due:
+                    await self._delete(due)
+
+    async def _walk(self, rel: str) -> None:
+        started = self.clock()
+        try:
+            result, scanned = await walk(self.root, rel, self.excludes, self.target, self.engine, self.settle,
+                                         self.wall)
+        except (TransferError, OSError) as exc:
+            log_event(logging.ERROR, "walk_failed", job=self.name, path=rel or ".", error=str(exc))
+            self.stats.error(rel or ".", f"walk failed: {exc}")
+            return
+        now = self.clock()
+        for item in result.todo:
+            self.deletes.discard(item.local.rel)
+            self.scheduler.submit(self.name, item)
+        for unsettled in result.unsettled:
+            self.aggregator.touch(unsettled, now)
+        for path, problem in result.problems:
+            self.stats.error(path, problem)
+        self.stats.last_scan = {"folder": rel or ".", "files": result.files, "queued": len(result.todo),
+                                "unchanged": result.unchanged, "settling": len(result.unsettled),
+                                "problems": len(result.problems), "seconds": round(now - started, 3)}
+        log_event(logging.INFO, "walk", job=self.name, path=rel or ".", **{
+            k: v for k, v in self.stats.last_scan.items() if k != "folder"})
+        if rel == "" and self.plan.watch.delete and not result.problems:
+            await self._find_remote_extras({f.rel for f in scanned.files})
+
+    async def _find_remote_extras(self, local: set[str]) -> None:
+        try:
+            remote = await self.target.files(self.excludes)
+        except Fatal:
+            return  # the remote folder does not exist (yet): nothing there to delete
+        except TransferError as exc:
+            log_event(logging.WARNING, "list_failed", job=self.name, error=str(exc))
+            return
+        now = self.clock()
+        for rel in remote:
+            if rel not in local:
+                self.deletes.add(rel, False, now)
+
+    async def _delete(self, due: list[tuple[str, bool]]) -> None:
+        try:
+            outcome = await delete_pass(due, root=self.root, device=self.device, target=self.target,
+                                        engine=self.engine, excludes=self.excludes,
+                                        max_delete=self.daemon.max_delete, job=self.name)
+        except TransferError as exc:
+            log_event(logging.WARNING, "delete_failed", job=self.name, error=str(exc))
+            self.stats.error(".", f"delete failed: {exc}")
+            now = self.clock()
+            for rel, is_dir in due:
+                self.deletes.add(rel, is_dir, now)  # try again after the delay
+            return
+        self.stats.deleted += len(outcome.deleted)
+        if outcome.refused:
+            self.stats.error(".", outcome.refused)
+
+    # -- sending (called by the scheduler) -----------------------------------------------------
+    async def send(self, items: list[SendItem]) -> dict[str, str]:
+        """Send one batch through the engine; returns {rel: error} for the files that failed."""
+        fresh = await asyncio.to_thread(_restat, items)
+        if not fresh:
+            return {}
+        prefix = os.path.commonprefix([item.remote for item in fresh])
+        try:
+            summary = await self.engine.run(fresh, job=self.name, remote_prefix=prefix)
+        finally:
+            for item in fresh:  # none of them is in flight any more, whatever the events said
+                self.stats.live.pop(item.remote, None)
+        self.stats.files_hashed += summary.files_hashed
+        self.stats.bytes_sent += summary.bytes_sent
+        return dict(summary.failures)
+
+    # -- reading -------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        counts = self.scheduler.counts(self.name)
+        now = self.clock()
+        s = self.stats
+        return {
+            "job": self.name, "source": str(self.root), "remote": str(self.target),
+            "watch": "polling" if self.mode.polling else "inotify", "folders": self.dirs,
+            "queued": counts.queued, "active": counts.active, "done": counts.done, "failed": counts.failing,
+            "settling": self.aggregator.pending, "deletes_pending": len(self.deletes) if self.plan.watch.delete else 0,
+            "files_sent": s.files_sent, "bytes_sent": s.bytes_sent, "files_unchanged": s.files_unchanged,
+            "files_hashed": s.files_hashed, "files_deleted": s.deleted, "retries": counts.retries,
+            "transfers": [{"path": live.path, "remote": live.remote, "bytes": live.bytes, "size": live.size,
+                           "rate": round(live.rate(now))} for live in list(s.live.values())[:20]],
+            "errors": [{"path": e.rel, "error": e.last_error, "attempts": e.attempts}
+                       for e in self.scheduler.failing(self.name)] + list(s.errors),
+            "last_scan": s.last_scan,
+        }
+
+
+def _stat_many(root: Path, rels: list[str]) -> dict[str, LocalFile | None]:
+    """Regular files as they are now (None: gone, or no longer a regular file)."""
+    out: dict[str, LocalFile | None] = {}
+    for rel in rels:
+        try:
+            local = stat_file(root / rel, rel)
+        except OSError:
+            out[rel] = None
+            continue
+        out[rel] = local if os.path.isfile(local.path) else None
+    return out
+
+
+def _restat(items: list[SendItem]) -> list[SendItem]:
+    """The items with their current stat; files gone since they were queued are dropped."""
+    fresh = []
+    for item in items:
+        try:
+            fresh.append(SendItem(stat_file(item.local.path, item.local.rel), item.target))
+        except OSError:
+            continue
+    return fresh

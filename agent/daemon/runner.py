@@ -1,0 +1,347 @@
+"""The daemon's lifecycle: start the jobs, run the loop, reload on SIGHUP, stop cleanly on SIGTERM.
+
+Stopping has two levels (as rclone's): SIGTERM/SIGINT stops taking work at once — no new
+file starts — and lets the files in flight finish for `grace_seconds`; what is left is then
+cancelled (its acknowledged chunks are in the journal, so the next start resumes it). A
+second signal skips the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from transfer.bandwidth import TokenBucket
+from transfer.engine import SendItem
+from transfer.errors import ConfigError, TransferError
+
+from ..config import Config, load_config
+from ..service import Services
+from .job import Job, JobPlan
+from .logs import event as log_event
+from .logs import setup_json_logging
+from .metrics import JobView, MetricsServer
+from .notify import Notifier
+from .scheduler import Scheduler, SchedulerSettings
+from .stats import JobSink, JobStats
+from .status import StateLock, remove_snapshot, snapshot_path, write_snapshot
+from .target import JobTarget, parse_job_remote
+from .timetable import UNLIMITED, Timetable
+from .watcher import OverflowAlarm
+
+STATUS_PERIOD = 1.0
+_RESTART_ONLY = ("platform", "transfer", "sftp", "state", "datahub")
+
+
+def plan_jobs(config: Config) -> list[JobPlan]:
+    """Validate every [[watch]] table; a ConfigError names the key and the reason."""
+    if not config.watch:
+        raise ConfigError("no [[watch]] job in the configuration: add one (see config.example.toml)")
+    plans: list[JobPlan] = []
+    names: set[str] = set()
+    for i, watch in enumerate(config.watch):
+        where = f"watch.{i}"
+        remote = parse_job_remote(watch.remote, where)
+        source = Path(watch.source).expanduser()
+        if not source.is_dir():
+            raise ConfigError(f"{where}.source = {watch.source!r}: not a folder (does it exist?)")
+        name = watch.job_name()
+        if name in names:
+            raise ConfigError(f"{where}.name: two jobs are called {name!r}; give each [[watch]] its own name")
+        names.add(name)
+        plans.append(JobPlan(name, source.resolve(), remote, watch))
+    return plans
+
+
+def _settings(config: Config) -> SchedulerSettings:
+    d = config.daemon
+    return SchedulerSettings(lanes=config.transfer.transfers, order=d.order, retry_seconds=d.retry_seconds,
+                             retry_max_seconds=d.retry_max_seconds)
+
+
+class Daemon:
+    """Runs every job of the config in one process, sharing one Services (journal, client, limits)."""
+
+    def __init__(self, config: Config, config_path: str | None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.notifier = Notifier()
+        self.jobs: dict[str, Job] = {}
+        self.services: Services | None = None
+        self.scheduler: Scheduler | None = None
+        self.alarm = OverflowAlarm()
+        self.timetable: Timetable | None = None
+        self.metrics: MetricsServer | None = None
+        self.slots: asyncio.Semaphore | None = None
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._reload = False
+        self._running = False
+        self._task: asyncio.Task[int] | None = None
+        self._started = time.time()
+        self._last_status = ""
+
+    # -- the whole life ------------------------------------------------------------------------
+    async def run(self) -> int:
+        plans = await asyncio.to_thread(plan_jobs, self.config)
+        state_dir = self.config.state_dir()
+        lock = StateLock(state_dir)
+        if not await asyncio.to_thread(lock.acquire):
+            raise ConfigError(f"another hubsync daemon (pid {lock.holder()}) is running on the state dir {state_dir}")
+        self._task = asyncio.current_task()
+        try:
+            return await self._run(plans, state_dir)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            log_event(logging.INFO, "stopped", "stopped while starting up")
+            return 0
+        finally:
+            lock.release()
+
+    async def _run(self, plans: list[JobPlan], state_dir: Path) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._signals()  # from the start: a SIGTERM while starting up is a clean stop too
+        services = self.services = await Services.open(self.config)
+        try:
+            await services.namespace()  # log in now: wrong credentials end here (exit 3)
+            self._bandwidth(services)
+            self.slots = asyncio.Semaphore(self.config.transfer.transfers)
+            self.scheduler = Scheduler(_settings(self.config), self._send)
+            self.alarm.attach()
+            for plan in plans:
+                await self._add(plan)
+            self.scheduler.start()
+            if self.config.daemon.metrics:
+                self.metrics = MetricsServer(self.config.daemon.metrics, self._views)
+                await self.metrics.start()
+            text = f"watching {len(self.jobs)} folder(s)"
+            self._running = True
+            self.notifier.ready(text)
+            log_event(logging.INFO, "started", text, pid=os.getpid(), jobs=[
+                {"job": j.name, "source": str(j.root), "remote": str(j.target), "watch":
+                 "polling" if j.mode.polling else "inotify"} for j in self.jobs.values()],
+                metrics=self.config.daemon.metrics or None)
+            await self._main_loop(snapshot_path(state_dir))
+            return await self._shutdown(snapshot_path(state_dir))
+        finally:
+            self.alarm.detach()
+            for job in list(self.jobs.values()):
+                await job.stop()
+            if self.metrics is not None:
+                await self.metrics.stop()
+            await services.close()
+            self.notifier.close()
+
+    async def _shutdown(self, status_file: Path) -> int:
+        assert self.scheduler is not None
+        self.notifier.stopping()
+        grace = self.config.daemon.grace_seconds
+        log_event(logging.INFO, "stopping", f"finishing the files in flight (up to {grace:g}s)")
+        for job in self.jobs.values():
+            job.engine.draining = True
+        stops = [job.stop() for job in self.jobs.values()]
+        drained, _ = await asyncio.gather(self.scheduler.drain(grace), asyncio.gather(*stops))
+        if not drained:
+            log_event(logging.WARNING, "grace_over", "files still in flight were interrupted; the next start"
+                      " resumes them from the journal")
+        await asyncio.to_thread(remove_snapshot, status_file)
+        log_event(logging.INFO, "stopped", queued=self.scheduler.depth)
+        return 0
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def _main_loop(self, status_file: Path) -> None:
+        assert self._wake is not None
+        last_ping = last_status = last_timetable = 0.0
+        while not self._stopping:
+            if self._reload:
+                self._reload = False
+                await self._reload_config()
+            for job in list(self.jobs.values()):
+                try:
+                    await job.tick()
+                except Exception as exc:  # one job's trouble must not stop the others
+                    log_event(logging.ERROR, "job_error", job=job.name, error=f"{type(exc).__name__}: {exc}")
+            now = time.monotonic()
+            interval = self.notifier.watchdog_interval
+            if interval and now - last_ping >= interval:
+                self.notifier.watchdog()
+                last_ping = now
+            if now - last_status >= STATUS_PERIOD:
+                await self._write_status(status_file)
+                last_status = now
+            if self.timetable is not None and now - last_timetable >= 20:
+                self._apply_timetable()
+                last_timetable = now
+            timeout = STATUS_PERIOD if interval is None else min(STATUS_PERIOD, interval)
+            for job in self.jobs.values():
+                deadline = job.next_deadline()
+                if deadline is not None:
+                    timeout = min(timeout, deadline - now)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, timeout))
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Thread-safe: the watcher threads call this when events arrive."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _signals(self) -> None:
+        assert self._loop is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._on_stop, sig)
+        self._loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+
+    def _on_stop(self, sig: int) -> None:
+        if not self._running and self._task is not None:
+            self._stopping = True
+            self._task.cancel()  # still starting up (a slow login, a huge tree): nothing in flight yet
+            return
+        if self._stopping and self.scheduler is not None:
+            log_event(logging.WARNING, "stop_now", f"{signal.Signals(sig).name} again: not waiting any longer")
+            self.scheduler.cancel_now()
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def _on_hup(self) -> None:
+        self._reload = True
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- jobs ----------------------------------------------------------------------------------
+    async def _add(self, plan: JobPlan) -> None:
+        assert self.services is not None and self.scheduler is not None
+        target = await JobTarget.open(plan.remote, self.services)
+        stats = JobStats(plan.name, str(plan.source), str(target))
+        engine = await self.services.engine(self.config.transfer.transport, JobSink(stats),
+                                            destinations=target.destinations(self.config.transfer.transport))
+        engine.slots = self.slots
+        job = Job(plan, target=target, engine=engine, stats=stats,
+                  scheduler=self.scheduler, daemon=self.config.daemon, wake=self.wake, alarm=self.alarm)
+        in_use = sum(j.dirs for j in self.jobs.values() if not j.mode.polling)
+        try:
+            await job.start(in_use)
+        except BaseException:
+            await job.stop()
+            raise
+        self.jobs[plan.name] = job
+
+    async def _remove(self, name: str) -> None:
+        job = self.jobs.pop(name)
+        assert self.scheduler is not None
+        self.scheduler.drop_job(name)
+        await job.stop()
+
+    async def _send(self, name: str, items: list[SendItem]) -> dict[str, str]:
+        job = self.jobs.get(name)
+        return await job.send(items) if job is not None else {}
+
+    # -- SIGHUP ----------------------------------------------------------------------------------
+    async def _reload_config(self) -> None:
+        try:
+            config, warnings = await asyncio.to_thread(load_config, self.config_path)
+            plans = await asyncio.to_thread(plan_jobs, config)
+        except ConfigError as exc:
+            log_event(logging.ERROR, "reload_refused", "the new configuration was refused; the running one is kept",
+                      error=str(exc), config=self.config_path)
+            return
+        for warning in warnings:
+            log_event(logging.WARNING, "config_warning", warning)
+        later = [s for s in _RESTART_ONLY if getattr(config, s, None) != getattr(self.config, s, None)]
+        if config.daemon.metrics != self.config.daemon.metrics:
+            later.append("daemon.metrics")
+        if later:
+            log_event(logging.WARNING, "restart_needed",
+                      f"changes to {', '.join(later)} take effect at the next restart", sections=later)
+        wanted = {p.name: p for p in plans}
+        for name in [n for n in self.jobs if n not in wanted or self.jobs[n].plan != wanted[n]]:
+            await self._remove(name)
+        # Keep what needs a restart as it runs; take the jobs and the [daemon] settings.
+        self.config = self.config.model_copy(update={"watch": config.watch, "daemon": config.daemon.model_copy(
+            update={"metrics": self.config.daemon.metrics})})
+        assert self.scheduler is not None
+        self.scheduler.settings = _settings(self.config)
+        for name, plan in wanted.items():
+            if name not in self.jobs:
+                try:
+                    await self._add(plan)
+                except (OSError, TransferError) as exc:
+                    log_event(logging.ERROR, "job_failed", "the job could not start; the others run on",
+                              job=name, error=str(exc))
+        for job in self.jobs.values():
+            job.apply(self.config.daemon)
+        log_event(logging.INFO, "reloaded", jobs=sorted(self.jobs))
+
+    # -- bandwidth -------------------------------------------------------------------------------
+    def _bandwidth(self, services: Services) -> None:
+        t, d = self.config.transfer, self.config.daemon
+        if not d.timetable:
+            return
+        if services.bandwidth is None:  # the timetable needs a bucket even when unlimited now
+            services.bandwidth = TokenBucket(UNLIMITED, burst=UNLIMITED)
+        self.timetable = Timetable(d.timetable, services.bandwidth, t.bandwidth_limit, t.chunk_size)
+        self._apply_timetable()
+
+    def _apply_timetable(self) -> None:
+        assert self.timetable is not None
+        limit = self.timetable.apply()
+        if limit is not None:
+            log_event(logging.INFO, "bandwidth", "bandwidth limit from the timetable",
+                      limit=limit or None, unlimited=not limit)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _views(self) -> list[JobView]:
+        assert self.scheduler is not None
+        return [JobView(job.stats, self.scheduler.counts(job.name)) for job in self.jobs.values()]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "started": round(self._started, 3), "config": self.config_path,
+                "stopping": self._stopping, "jobs": [job.snapshot() for job in self.jobs.values()]}
+
+    async def _write_status(self, path: Path) -> None:
+        data = self.snapshot()
+        key = repr(data["jobs"])
+        if key == self._last_status:
+            return  # unchanged: no write (an idle daemon stays idle)
+        self._last_status = key
+        data["updated"] = round(time.time(), 3)
+        try:
+            await asyncio.to_thread(write_snapshot, path, data)
+        except OSError as exc:
+            log_event(logging.WARNING, "status_write_failed", error=str(exc))
+
+
+def main(config: Config, config_path: str | None, verbose: int = 0, *, hard_exit: bool = True) -> int:
+    """`hubsync daemon`: run until SIGTERM. ConfigError (2) and AuthFailed (3) propagate to the CLI."""
+    setup_json_logging(verbose)
+    loop = asyncio.new_event_loop()
+    try:
+        code = loop.run_until_complete(Daemon(config, config_path).run())
+    finally:
+        leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()  # unlike asyncio.run, does not wait for executor threads (see below)
+    if hard_exit:
+        # Everything is closed and the journal is consistent; a thread still hashing a large file
+        # only reads it, and must not hold the exit past the grace period.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

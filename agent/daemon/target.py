@@ -1,0 +1,111 @@
+"""Where one job's files go: the only place the daemon knows what kind of remote it has.
+
+Everything remote-specific — SendItems for scanned files, the journal prefix, listing,
+deleting, the destinations — goes through `JobTarget`, a thin layer over the one-shot sync's
+`agent.targets.Target`. Datahub versions are refused in `parse_job_remote` only: lifting that
+refusal is what it takes to watch into them (resolve() already handles both kinds).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from transfer.destinations.base import Destination
+from transfer.engine import SendItem
+from transfer.errors import ConfigError, Fatal
+from transfer.models import LocalFile, RemoteEntry, RemoteTarget, join_remote, split_remote
+
+from ..remotes import DatahubRemote, Remote, parse_remote
+from ..scanner import Excludes
+from ..service import Services
+from ..targets import Target, resolve
+
+
+def parse_job_remote(text: str, where: str) -> Remote:
+    """The remote of a [[watch]] job; datahub remotes are refused (not in the daemon yet)."""
+    try:
+        remote = parse_remote(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.remote: {exc}") from exc
+    if isinstance(remote, DatahubRemote):
+        raise ConfigError(
+            f"{where}.remote = {text!r}: the daemon cannot watch into datahub versions yet;"
+            " use a private:/ or public:/ folder (or `hubsync sync` for a one-shot upload)"
+        )
+    return remote
+
+
+@dataclass
+class JobTarget:
+    """One job's resolved remote folder, with the services that reach it."""
+
+    target: Target
+    services: Services
+
+    @classmethod
+    async def open(cls, remote: Remote, services: Services) -> JobTarget:
+        return cls(await resolve(services, remote), services)
+
+    def __str__(self) -> str:
+        return str(self.target)
+
+    def prefix(self) -> str:
+        """The journal key prefix of every file of this job."""
+        return self.target.prefix()
+
+    def target_of(self, rel: str) -> RemoteTarget:
+        folder, name = split_remote(rel)
+        return RemoteTarget(self.target.space, join_remote(self.target.path, folder), name)
+
+    def remote_of(self, rel: str) -> str:
+        """The journal's name for `rel` (ids, never display names)."""
+        return str(self.target_of(rel))
+
+    def items(self, files: Iterable[LocalFile]) -> list[SendItem]:
+        return [SendItem(local, self.target_of(local.rel)) for local in files]
+
+    def destinations(self, transport: str) -> tuple[Destination, Destination | None]:
+        return self.target.destinations(self.services, transport, self.services.config.datahub.via)
+
+    async def listing(self, rel_folder: str) -> list[RemoteEntry]:
+        """One level of the remote folder at `rel_folder` (relative to the job's root)."""
+        return await self.target.listing(self.services, join_remote(self.target.path, rel_folder))
+
+    async def files(self, excludes: Excludes, under: str = "") -> dict[str, int]:
+        """Every remote file below `under` (relative path -> size), walked level by level."""
+        found: dict[str, int] = {}
+        pending = [under]
+        while pending:
+            rel = pending.pop()
+            for entry in await self.listing(rel):
+                child = join_remote(rel, entry.name)
+                if excludes.excluded(child, is_dir=entry.is_dir):
+                    continue
+                if entry.is_dir:
+                    pending.append(child)
+                else:
+                    found[child] = entry.size
+        return found
+
+    async def present(self, rels: Iterable[str]) -> dict[str, RemoteEntry]:
+        """Which of `rels` exist remotely (one listing per parent folder); a missing parent = absent."""
+        by_parent: dict[str, list[str]] = {}
+        for rel in rels:
+            by_parent.setdefault(posixpath.dirname(rel), []).append(rel)
+        found: dict[str, RemoteEntry] = {}
+        for parent, children in by_parent.items():
+            try:
+                entries = {e.name: e for e in await self.listing(parent)}
+            except Fatal:
+                continue  # the folder is not there (a transient failure raises Retryable instead)
+            for rel in children:
+                entry = entries.get(posixpath.basename(rel))
+                if entry is not None:
+                    found[rel] = entry
+        return found
+
+    async def delete(self, rels: list[str]) -> None:
+        """Delete files or folders (all or nothing, as the platform does)."""
+        await self.target.delete(self.services, rels)
