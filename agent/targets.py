@@ -83,8 +83,10 @@ class Target:
             await services.tree().delete(self.space, paths)
 
     # -- transports ------------------------------------------------------------------------
-    def destinations(self, services: Services, transport: str, via: str) -> tuple[Destination, Destination | None]:
-        """(primary, fallback) for sending here."""
+    def destinations(
+        self, services: Services, transport: str, via: str, *, one_shot: bool = True
+    ) -> tuple[Destination, Destination | None]:
+        """(primary, fallback) for sending here; `one_shot` = a sync run, not the daemon."""
         if not isinstance(self.space, DatahubSpace):
             return services.file_destinations(transport)
         d = services.config.datahub
@@ -99,8 +101,8 @@ class Target:
         # Staging goes through the file space's own transports (chunk protocol, SFTP fallback).
         primary, fallback = services.file_destinations(transport)
         staged = StagedDatahubDestination(
-            services.datahub(), primary, keep_staging=d.keep_staging, import_batch=d.import_batch,
-            poll_timeout=d.poll_timeout,
+            services.datahub(), primary, keep_staging=d.keep_staging, drop_empty_staging=one_shot,
+            folders=services.folders, import_batch=d.import_batch, poll_timeout=d.poll_timeout,
         )
         if fallback is None:
             return staged, None
@@ -111,8 +113,9 @@ class _FallbackStaged(StagedDatahubDestination):
     """The same staged destination, staging over the file space's fallback transport (SFTP)."""
 
     def __init__(self, staged: StagedDatahubDestination, files: Destination) -> None:
-        super().__init__(staged.datahub, files, keep_staging=staged.keep_staging, import_batch=staged.import_batch,
-                         poll_timeout=staged.poller.timeout)
+        super().__init__(staged.datahub, files, keep_staging=staged.keep_staging,
+                         drop_empty_staging=staged.drop_empty_staging, folders=staged.folders,
+                         import_batch=staged.import_batch, poll_timeout=staged.poller.timeout)
         self.transport = f"datahub-staged-{files.transport}"
 
 

@@ -211,7 +211,7 @@ def test_systemd_notify_and_metrics(emu: EmulatorThread, hub_env: dict, tmp_path
 
 
 @pytest.mark.parametrize("job,message", [
-    ({"remote": "dataset:cifar@v3"}, "datahub"),
+    ({"remote": "dataset:cifar@v3"}, "no dataset named 'cifar'"),
     ({"source": "/nonexistent/folder"}, "not a folder"),
     (None, "no [[watch]] job"),
 ])

@@ -120,3 +120,20 @@ def test_deletes_only_when_enabled_and_never_more_than_max_delete(
         write_random(on / "f0.bin", 100, seed=0)
         wait_for(lambda: emu.private_path("on/f0.bin").exists())
         assert daemon.stop() == 0
+
+
+def test_watching_into_a_datahub_version(emu: EmulatorThread, hub_env: dict, tmp_path: Path) -> None:
+    asset_id, (v1,) = emu.datahub_create_asset("dataset", "incoming")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "first.csv").write_bytes(b"a,b\n1,2\n")
+    cfg = _config(tmp_path, [{"source": str(src), "remote": "dataset:incoming@v1:/raw", "settle_seconds": 0.5}])
+    with DaemonProcess(cfg, hub_env, tmp_path / "daemon.log") as daemon:
+        wait_for(lambda: arrived(emu.datahub_path("dataset", asset_id, v1, "raw/first.csv"), b"a,b\n1,2\n"))
+        write_random(src / "sub" / "shard-0.bin", 3 << 20, seed=9)
+        wait_for(lambda: arrived(emu.datahub_path("dataset", asset_id, v1, "raw/sub/shard-0.bin"),
+                                 md5_of(src / "sub" / "shard-0.bin")))
+        # staged through private storage, and the staging copies removed once imported
+        staging = emu.private_path(".hubsync-staging")
+        wait_for(lambda: not [p for p in staging.rglob("*") if p.is_file()])
+        assert daemon.stop() == 0

@@ -2,8 +2,7 @@
 
 Everything remote-specific — SendItems for scanned files, the journal prefix, listing,
 deleting, the destinations — goes through `JobTarget`, a thin layer over the one-shot sync's
-`agent.targets.Target`. Datahub versions are refused in `parse_job_remote` only: lifting that
-refusal is what it takes to watch into them (resolve() already handles both kinds).
+`agent.targets.Target`, which resolves datahub names to ids once, when the job opens.
 """
 
 from __future__ import annotations
@@ -17,24 +16,18 @@ from transfer.engine import SendItem
 from transfer.errors import ConfigError, Fatal
 from transfer.models import LocalFile, RemoteEntry, RemoteTarget, join_remote, split_remote
 
-from ..remotes import DatahubRemote, Remote, parse_remote
+from ..remotes import Remote, parse_remote
 from ..scanner import Excludes
 from ..service import Services
 from ..targets import Target, resolve
 
 
 def parse_job_remote(text: str, where: str) -> Remote:
-    """The remote of a [[watch]] job; datahub remotes are refused (not in the daemon yet)."""
+    """The remote of a [[watch]] job: a file space folder or a datahub version (resolved at start)."""
     try:
-        remote = parse_remote(text)
+        return parse_remote(text)
     except ConfigError as exc:
         raise ConfigError(f"{where}.remote: {exc}") from exc
-    if isinstance(remote, DatahubRemote):
-        raise ConfigError(
-            f"{where}.remote = {text!r}: the daemon cannot watch into datahub versions yet;"
-            " use a private:/ or public:/ folder (or `hubsync sync` for a one-shot upload)"
-        )
-    return remote
 
 
 @dataclass
@@ -67,7 +60,7 @@ class JobTarget:
         return [SendItem(local, self.target_of(local.rel)) for local in files]
 
     def destinations(self, transport: str) -> tuple[Destination, Destination | None]:
-        return self.target.destinations(self.services, transport, self.services.config.datahub.via)
+        return self.target.destinations(self.services, transport, self.services.config.datahub.via, one_shot=False)
 
     async def listing(self, rel_folder: str) -> list[RemoteEntry]:
         """One level of the remote folder at `rel_folder` (relative to the job's root)."""

@@ -26,6 +26,7 @@ from ..bandwidth import TokenBucket
 from ..datahub import DatahubApi
 from ..envelope import PlatformRefused
 from ..errors import Fatal, TransferError
+from ..folders import RemoteFolders
 from ..hashing import md5_hex, read_span
 from ..models import ChunkPlan, DatahubSpace, Digest, LocalFile, RemoteEntry, RemoteTarget, Space, join_remote
 from .base import Confirmation, ConfirmItem, Destination, OnBytes, ResumeState, ensure_unchanged
@@ -115,6 +116,8 @@ class StagedDatahubDestination:
         files: Destination,
         *,
         keep_staging: bool = False,
+        drop_empty_staging: bool = True,
+        folders: RemoteFolders | None = None,
         import_batch: int = 100,
         poll_timeout: float = 600.0,
         sleep: Sleep = asyncio.sleep,
@@ -123,6 +126,11 @@ class StagedDatahubDestination:
         self.datahub = datahub
         self.files = files
         self.keep_staging = keep_staging
+        # Dropping the emptied staging folder suits a one-shot run (nothing else is uploading
+        # when a round confirms); a long-lived agent keeps it, since another file may be on
+        # its way into it. `folders` is the cache of existing folders that must forget it.
+        self.drop_empty_staging = drop_empty_staging
+        self.folders = folders
         self.import_batch = max(1, import_batch)
         self.poller = _Poller(datahub, poll_timeout, sleep, clock)
 
@@ -203,8 +211,9 @@ class StagedDatahubDestination:
                 await self.datahub.api.delete(Space.PRIVATE, paths[start : start + 100])
             except TransferError as exc:
                 log.warning("could not delete %d staging copies: %s", len(paths[start : start + 100]), exc)
-        for space in {_space(item.target) for item in items}:
-            await self._drop_if_empty(staging_folder(space))
+        if self.drop_empty_staging:
+            for space in {_space(item.target) for item in items}:
+                await self._drop_if_empty(staging_folder(space))
 
     async def _drop_if_empty(self, folder: str) -> None:
         """Delete a version's staging folder once no file is left anywhere below it."""
@@ -216,6 +225,8 @@ class StagedDatahubDestination:
                         return
                     pending.append(entry.path)
             await self.datahub.api.delete(Space.PRIVATE, [folder])
+            if self.folders is not None:
+                self.folders.forget(Space.PRIVATE, folder)
         except TransferError as exc:
             log.info("staging folder %s kept: %s", folder, exc)
 
