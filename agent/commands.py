@@ -168,10 +168,14 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
 
 async def _remove_stale_parts(services: Services, out: Output) -> None:
     """SFTP part files this agent left behind longer than [sftp] stale_part_age ago."""
-    if services.sftp is None:
+    if services.config.transfer.transport == "http" and services.sftp is None:
         return
     try:
-        removed = await services.sftp.remove_stale_parts(services.journal, await services.namespace())
+        namespace = await services.namespace()
+        # Only a journal that names a part file costs an SFTP connection (and asyncssh's import).
+        if services.sftp is None and not await services.journal.resume_parts(namespace, "sftp"):
+            return
+        removed = await services.sftp_destination().remove_stale_parts(services.journal, namespace)
     except TransferError as exc:
         out.warn(f"note    could not clean up stale SFTP part files: {exc}")
         return

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transfer.api import PlatformClient
 from transfer.bandwidth import TokenBucket
 from transfer.datahub import DatahubApi, Resolver
 from transfer.destinations.base import Destination
 from transfer.destinations.chunked import ChunkedDestination, FileStorageTree
-from transfer.destinations.sftp import SftpDestination
 from transfer.engine import Engine
 from transfer.errors import ConfigError
 from transfer.folders import RemoteFolders
@@ -18,6 +18,11 @@ from transfer.journal import Journal
 from transfer.progress import ProgressSink
 
 from .config import Config
+
+if TYPE_CHECKING:  # asyncssh costs 0.1 s to import: only runs that use SFTP load it
+    from transfer.destinations.base import Confirmation, ConfirmItem, OnBytes, ResumeState
+    from transfer.destinations.sftp import SftpDestination
+    from transfer.models import Digest, LocalFile, RemoteTarget
 
 
 def make_client(config: Config) -> PlatformClient:
@@ -93,6 +98,8 @@ class Services:
     def sftp_destination(self) -> SftpDestination:
         """The SFTP transport (one per run: it holds the connections), built on first use."""
         if self.sftp is None:
+            from transfer.destinations.sftp import SftpDestination
+
             s, t = self.config.sftp, self.config.transfer
             self.sftp = SftpDestination(
                 self.api,
@@ -124,7 +131,7 @@ class Services:
         if transport == "sftp":
             return self.sftp_destination(), None
         if transport == "auto":
-            return self.http_destination(), self.sftp_destination()
+            return self.http_destination(), _SftpOnFirstUse(self)
         return self.http_destination(), None
 
     async def engine(
@@ -143,3 +150,20 @@ class Services:
             chunk_size=t.chunk_size,
             namespace=await self.namespace(),
         )
+
+
+class _SftpOnFirstUse:
+    """The auto mode's SFTP fallback, built (and asyncssh imported) only when first needed."""
+
+    transport = "sftp"
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def send(
+        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
+    ) -> None:
+        await self._services.sftp_destination().send(local, digest, target, resume, on_bytes)
+
+    async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
+        return await self._services.sftp_destination().confirm(items)
