@@ -121,16 +121,27 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
     if not await asyncio.to_thread(os.path.lexists, source):
         raise ConfigError(f"source does not exist: {source}")
     excludes = Excludes(list(args.exclude or []))
-    scanned = await asyncio.to_thread(scan, source, excludes)
+    # The walk runs in a thread while the run logs in and resolves the remote.
+    scanning = asyncio.ensure_future(asyncio.to_thread(scan, source, excludes))
     transport = args.transport or config.transfer.transport
     via = getattr(args, "via", None) or config.datahub.via
-    services = await Services.open(config)
     try:
-        if args.dry_run and isinstance(remote, DatahubRemote) and args.create_version:
-            # A dry run creates nothing: plan against the version if it exists, else everything is new.
-            target = await _dry_run_target(services, remote, args)
-        else:
-            target = await resolve(services, remote, create_version=args.create_version, parent=args.parent)
+        services = await Services.open(config)
+    except BaseException:
+        scanning.cancel()
+        raise
+    try:
+        try:
+            if args.dry_run and isinstance(remote, DatahubRemote) and args.create_version:
+                # A dry run creates nothing: plan against the version if it exists, else everything is new.
+                target = await _dry_run_target(services, remote, args)
+            else:
+                target = await resolve(services, remote, create_version=args.create_version, parent=args.parent)
+            engine = await services.engine(transport, FanoutSink(), target.destinations(services, transport, via))
+        except BaseException:
+            scanning.cancel()
+            raise
+        scanned = await scanning
         items = target.items(scanned)
         sinks: list[ProgressSink] = []
         if out.json:
@@ -140,7 +151,6 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
                 out.jsonl.emit(Event("failed", rel, str(target), message=problem))
             else:
                 out.warn(f"FAILED  {rel}: {problem}")
-        engine = await services.engine(transport, FanoutSink(), target.destinations(services, transport, via))
         if args.dry_run:
             return await _dry_run(services, engine, items, target, excludes, scanned, args, out)
         rich = RichProgress() if (not out.json and not out.quiet and sys.stderr.isatty()) else None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
+from json.encoder import encode_basestring as _json_str  # type: ignore[attr-defined]
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -20,6 +22,24 @@ from rich.progress import (
 
 from transfer.progress import Event
 
+_BULK = frozenset({"skipped", "queued", "progress"})
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(Event) if f.name != "kind")
+
+
+def _event_line(event: Event) -> str:
+    """The JSON line of an event, built by hand: json.dumps of a dict cost 10 us an event, the
+    better part of a no-op re-sync of 50,000 files. Same output as dumps(ensure_ascii=False)."""
+    parts = ['{"event": ', _json_str(event.kind)]
+    for name in _EVENT_FIELDS:
+        value = getattr(event, name)
+        if isinstance(value, str):
+            if value:
+                parts += [', "', name, '": ', _json_str(value)]
+        elif value is not None:
+            parts += [', "', name, '": ', str(int(value))]
+    parts.append("}\n")
+    return "".join(parts)
+
 
 class JsonLines:
     """--json: one JSON object per event, then the summary object."""
@@ -27,15 +47,24 @@ class JsonLines:
     def __init__(self, out: TextIO | None = None, *, progress_events: bool = True) -> None:
         self.out = out or sys.stdout
         self.progress_events = progress_events
+        self._flushed = 0.0
 
     def emit(self, event: Event) -> None:
         if event.kind == "progress" and not self.progress_events:
             return
-        self.print({"event": event.kind, **{k: v for k, v in event.as_dict().items() if k != "kind"}})
+        self._write(_event_line(event), flush=event.kind not in _BULK)
 
-    def print(self, obj: dict[str, Any]) -> None:
-        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        self.out.flush()
+    def print(self, obj: dict[str, Any], *, flush: bool = True) -> None:
+        self._write(json.dumps(obj, ensure_ascii=False) + "\n", flush=flush)
+
+    def _write(self, line: str, *, flush: bool) -> None:
+        self.out.write(line)
+        now = time.monotonic()
+        # Bulk events (one per unchanged file) are flushed at most every 0.1 s; everything
+        # else at once, so a reader following the stream sees starts, ends and failures live.
+        if flush or now - self._flushed >= 0.1:
+            self.out.flush()
+            self._flushed = now
 
 
 class PlainLines:

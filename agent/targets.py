@@ -14,7 +14,7 @@ from transfer.destinations.base import Destination
 from transfer.destinations.datahub import DatahubTree, DirectDatahubDestination, StagedDatahubDestination
 from transfer.engine import SendItem
 from transfer.errors import ConfigError
-from transfer.models import DatahubSpace, RemoteEntry, RemoteTarget, Space, join_remote, split_remote
+from transfer.models import DatahubSpace, RemoteEntry, RemoteTarget, Space, join_remote
 
 from .remotes import DatahubRemote, FileRemote, Remote
 from .scanner import Excludes, ScanResult
@@ -48,9 +48,13 @@ class Target:
     def items(self, scanned: ScanResult) -> list[SendItem]:
         """Map scanned files to targets below the remote folder."""
         items = []
+        folders: dict[str, str] = {}  # local folder -> remote folder: one join per folder
         for local in scanned.files:
-            folder, name = split_remote(local.rel)
-            items.append(SendItem(local, RemoteTarget(self.space, join_remote(self.path, folder), name)))
+            folder, _, name = local.rel.rpartition("/")  # the scanner's rel is canonical
+            remote_folder = folders.get(folder)
+            if remote_folder is None:
+                remote_folder = folders[folder] = join_remote(self.path, folder)
+            items.append(SendItem(local, RemoteTarget(self.space, remote_folder, name)))
         return items
 
     # -- the remote side -------------------------------------------------------------------

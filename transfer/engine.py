@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .destinations.base import ConfirmItem, Destination, ResumeState
 from .errors import AuthFailed, EndpointUnavailable, LocalFileChanged, Retryable, TransferError
@@ -27,7 +28,7 @@ class SendItem:
     local: LocalFile
     target: RemoteTarget
 
-    @property
+    @cached_property
     def remote(self) -> str:
         return str(self.target)
 
@@ -116,18 +117,22 @@ class Engine:
         self, items: list[SendItem], remote_prefix: str
     ) -> tuple[list[SendItem], list[SendItem], list[_Sent]]:
         """(to send, unchanged since recorded done, merged by a crashed run): one journal read, stat only."""
-        records = await self.journal.records_under(self.namespace + remote_prefix)
+        rows = await self.journal.plan_rows(self.namespace + remote_prefix)
         send: list[SendItem] = []
         unchanged: list[SendItem] = []
         merged: list[_Sent] = []
         for item in items:
-            record = records.get((str(item.local.path), self._key(item)))
-            if record is None or not record.matches(item.local):
+            row = rows.get((str(item.local.path), self._key(item)))
+            if row is None or row.stat_key != item.local.stat_key:
                 send.append(item)
-            elif record.state == "done":
+            elif row.state == "done":
                 unchanged.append(item)
-            elif record.state == "merged" and (destination := self._by_transport(record.transport)):
-                merged.append(_Sent(item, record, destination))
+            elif row.state == "merged" and (destination := self._by_transport(row.transport)):
+                record = await self.journal.get(str(item.local.path), self._key(item))
+                if record is None:
+                    send.append(item)
+                else:
+                    merged.append(_Sent(item, record, destination))
             else:
                 send.append(item)
         return send, unchanged, merged

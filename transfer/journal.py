@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .models import Digest, LocalFile
 
@@ -96,6 +96,14 @@ class FileRecord:
 
     def matches(self, local: LocalFile) -> bool:
         return (self.size, self.mtime_ns, self.inode, self.device) == local.stat_key
+
+
+class PlanRow(NamedTuple):
+    """A record's stat key (size, mtime_ns, inode, device), state and transport."""
+
+    stat_key: tuple[int, int, int, int]
+    state: str
+    transport: str | None
 
 
 def _record(row: sqlite3.Row) -> FileRecord:
@@ -218,6 +226,23 @@ class Journal:
                 "SELECT * FROM files WHERE substr(remote,1,?)=?", (len(remote_prefix), remote_prefix)
             ).fetchall()
             return {(r["local_path"], r["remote"]): _record(r) for r in rows}
+
+        return await self._run(q)
+
+    async def plan_rows(self, remote_prefix: str) -> dict[tuple[str, str], PlanRow]:
+        """What planning needs of every record under `remote_prefix`: stat key, state, transport.
+
+        Lighter than records_under (no resume blob parsed, no FileRecord built): a no-op re-sync
+        of tens of thousands of files reads only this.
+        """
+
+        def q(conn: sqlite3.Connection) -> dict[tuple[str, str], PlanRow]:
+            rows = conn.execute(
+                "SELECT local_path,remote,size,mtime_ns,inode,device,state,transport FROM files"
+                " WHERE substr(remote,1,?)=?",
+                (len(remote_prefix), remote_prefix),
+            )
+            return {(r[0], r[1]): PlanRow((r[2], r[3], r[4], r[5]), r[6], r[7]) for r in rows}
 
         return await self._run(q)
 

@@ -21,10 +21,16 @@ class Space(StrEnum):
 
 def join_remote(*parts: str) -> str:
     """Join remote path pieces into the canonical form: no leading, trailing or doubled '/'."""
+    if all(_canonical(p) for p in parts):  # the common case, without splitting
+        return "/".join(p for p in parts if p)
     pieces: list[str] = []
     for part in parts:
         pieces.extend(p for p in part.replace("\\", "/").split("/") if p)
     return "/".join(pieces)
+
+
+def _canonical(part: str) -> bool:
+    return not part or (part[0] != "/" and part[-1] != "/" and "//" not in part and "\\" not in part)
 
 
 def split_remote(path: str) -> tuple[str, str]:
@@ -66,7 +72,8 @@ class RemoteTarget:
         return join_remote(self.folder, self.name)
 
     def __str__(self) -> str:
-        return f"{self.space}:/{self.path}"
+        # folder is canonical and name a single component: no join needed (hot in planning).
+        return f"{self.space}:/{self.folder}/{self.name}" if self.folder else f"{self.space}:/{self.name}"
 
 
 def file_space(target: RemoteTarget) -> Space:

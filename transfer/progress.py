@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 
@@ -19,7 +19,17 @@ class Event:
     message: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in ("", None) or k == "kind"}
+        # Plain attribute reads: dataclasses.asdict deep-copies and cost 30 us an event, which
+        # was most of a no-op re-sync of 50,000 files.
+        out: dict[str, Any] = {"kind": self.kind}
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if value != "" and value is not None:
+                out[name] = value
+        return out
+
+
+_FIELDS = tuple(f.name for f in fields(Event) if f.name != "kind")
 
 
 class ProgressSink(Protocol):
