@@ -124,3 +124,25 @@ async def test_emulator_refuses_traversal_and_nothing_is_written(emu: EmulatorTh
             with pytest.raises(Fatal):
                 await client.add_folder(Space.PRIVATE, parent, name)
     assert not any(p.name == "x" for p in emu.root.rglob("x"))
+
+
+async def test_a_streamed_chunk_whose_file_changed_is_not_sent(emu: EmulatorThread, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from transfer.errors import LocalFileChanged
+    from transfer.hashing import FileSpan, md5_of_span
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(range(256)) * 12288)  # 3 MiB
+    mib = 1 << 20
+    async with client_for(emu) as client:
+        good = md5_of_span(path, 0, mib)
+        await client.upload_chunk(Space.PRIVATE, "", "f.bin", file_md5="0" * 32, index=0, total=3,
+                                  data=FileSpan(path, 0, mib, good), chunk_md5=good)
+        assert hashlib.md5(path.read_bytes()[:mib]).hexdigest() == good
+        emu.clear_log()
+        # The span's md5 no longer matches what is on disk: as if the file changed after hashing.
+        with pytest.raises(LocalFileChanged):
+            await client.upload_chunk(Space.PRIVATE, "", "f.bin", file_md5="0" * 32, index=1, total=3,
+                                      data=FileSpan(path, mib, mib, "f" * 32), chunk_md5="f" * 32)
+    # not retried as a network error, and the platform stored nothing for it
+    entries = [e for e in emu.log_entries() if e["path"].endswith("/uploadFile")]
+    assert len(entries) <= 1 and not any(e["ok"] for e in entries)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import ssl
 import time
 from collections.abc import Callable
@@ -10,14 +12,65 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import aiohttp.payload
 
 from .auth import TokenSource, encrypt_password, jwt_claims
 from .envelope import Envelope, PlatformRefused, classify
-from .errors import AuthExpired, AuthFailed, Fatal, Retryable
+from .errors import AuthExpired, AuthFailed, Fatal, LocalFileChanged, Retryable
+from .hashing import SPAN_PIECE, FileSpan, pread_full
 from .models import CheckResult, RemoteEntry, SftpAccount, Space, UserInfo, join_remote
 from .pacer import Pacer
 
 LIST_PAGE = 100
+
+
+class SpanPayload(aiohttp.payload.Payload):
+    """A chunk streamed from the file in 1 MiB pieces (memory per chunk in flight: one piece).
+
+    The md5 of what is read is checked against the span's before its last piece goes out: a
+    file that changed since the chunk was hashed is never sent as that chunk.
+    """
+
+    def __init__(self, span: FileSpan, **kwargs: Any) -> None:
+        super().__init__(None, **kwargs)
+        self._span = span
+        self._size = span.length
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a file span is binary")
+
+    async def write(self, writer: Any) -> None:
+        span = self._span
+        fd = await asyncio.to_thread(os.open, span.path, os.O_RDONLY)
+        md5 = hashlib.md5()
+
+        def read(at: int) -> bytes:
+            n = min(SPAN_PIECE, span.length - at)
+            data = pread_full(fd, n, span.offset + at)
+            if len(data) < n:
+                raise LocalFileChanged(f"{span.path} got shorter while a chunk of it was sent")
+            md5.update(data)  # in order: each read starts after the previous one is done
+            return data
+
+        loop = asyncio.get_running_loop()
+        try:
+            done = 0
+            pending = loop.run_in_executor(None, read, 0)
+            while done < span.length:
+                data = await pending
+                done += len(data)
+                if done < span.length:
+                    pending = loop.run_in_executor(None, read, done)  # the next piece, while this one goes out
+                elif md5.hexdigest() != span.md5:
+                    raise LocalFileChanged(f"{span.path} changed while a chunk of it was sent")
+                await writer.write(data)
+        finally:
+            if done < span.length and not pending.done():
+                await asyncio.wait([pending])
+            os.close(fd)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        await self.write(writer)
 FormFactory = Callable[[], aiohttp.FormData]
 
 
@@ -40,6 +93,17 @@ def _parse_size(text: str) -> int:
         return int(float(text))
     except ValueError:
         return 0
+
+
+def _local_change(exc: BaseException) -> LocalFileChanged | None:
+    """The LocalFileChanged that aiohttp wrapped into a connection error, if that is what it was."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 10:
+        if isinstance(cause, LocalFileChanged):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
 
 
 def _truthy(value: object) -> bool:
@@ -130,6 +194,9 @@ class PlatformClient:
                 body = await resp.read()
                 return classify(resp.status, body, resp.headers.get("Retry-After"), endpoint=path)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            changed = _local_change(exc)
+            if changed is not None:  # a streamed chunk found its file changed: not the network's fault
+                raise changed from exc
             raise Retryable(f"{type(exc).__name__}: {exc}".rstrip(": "), endpoint=path) from exc
 
     async def _authed(self, method: str, path: str, json_body: Any, form: FormFactory | None) -> Envelope:
@@ -300,10 +367,11 @@ class PlatformClient:
         file_md5: str,
         index: int,
         total: int,
-        data: bytes | memoryview,
+        data: bytes | memoryview | FileSpan,
         chunk_md5: str,
     ) -> None:
         uid = (await self.user()).user_id
+        length = data.length if isinstance(data, FileSpan) else len(data)
 
         def form() -> aiohttp.FormData:
             fd = aiohttp.FormData(quote_fields=False)
@@ -312,12 +380,12 @@ class PlatformClient:
             fd.add_field("currentPath", wire_path(folder))
             fd.add_field("fileName", name)
             fd.add_field("fileMd5", file_md5)
-            fd.add_field("chunkSize", str(len(data)))
+            fd.add_field("chunkSize", str(length))
             fd.add_field("chunkMd5", chunk_md5)
             fd.add_field("index", str(index))
             fd.add_field("total", str(total))
-            fd.add_field("chunk", bytes(data) if isinstance(data, memoryview) else data,
-                         filename=name, content_type="application/octet-stream")
+            body = SpanPayload(data) if isinstance(data, FileSpan) else bytes(data) if isinstance(data, memoryview) else data
+            fd.add_field("chunk", body, filename=name, content_type="application/octet-stream")
             return fd
 
         await self.call("/api/file/file/uploadFile", form=form)

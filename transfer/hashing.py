@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import xxhash
@@ -80,3 +81,30 @@ def read_span(path: Path, offset: int, length: int) -> bytes:
     if len(data) < length:
         raise LocalFileChanged(f"{path} is shorter than expected")
     return data
+
+
+SPAN_PIECE = 2 << 20
+
+
+def md5_of_span(path: Path | str, offset: int, length: int, piece: int = SPAN_PIECE) -> str:
+    """md5 of `length` bytes at `offset`, read a piece at a time (nothing retained)."""
+    md5 = hashlib.md5()
+    with open(path, "rb", buffering=0) as f:
+        done = 0
+        while done < length:
+            data = pread_full(f.fileno(), min(piece, length - done), offset + done)
+            if not data:
+                raise LocalFileChanged(f"{path} is shorter than expected")
+            md5.update(data)
+            done += len(data)
+    return md5.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileSpan:
+    """`length` bytes of a file at `offset` whose md5 is known: sent by streaming, never held whole."""
+
+    path: Path | str
+    offset: int
+    length: int
+    md5: str

@@ -11,7 +11,7 @@ from ..bandwidth import TokenBucket
 from ..envelope import PlatformRefused
 from ..errors import LocalFileChanged
 from ..folders import RemoteFolders
-from ..hashing import md5_hex, read_span
+from ..hashing import FileSpan, md5_hex, md5_of_span, read_span
 from ..models import ChunkPlan, Digest, LocalFile, RemoteEntry, RemoteTarget, Space, file_space
 from .base import Confirmation, ConfirmItem, OnBytes, ResumeState, ensure_unchanged
 
@@ -99,8 +99,8 @@ class ChunkedDestination:
                 if reported is not None and acked.get(index) == reported:
                     on_bytes(length, False)  # held and known to be ours: no read, no send
                     return
-                data = await asyncio.to_thread(read_span, local.path, offset, length)
-                chunk_md5 = await asyncio.to_thread(md5_hex, data)
+                # Hashed here, streamed from the file when sent: no chunk is held in memory.
+                chunk_md5 = await asyncio.to_thread(md5_of_span, local.path, offset, length)
                 if reported is not None and reported == chunk_md5:
                     await resume.ack_chunk(index, chunk_md5, 0)
                     on_bytes(length, False)
@@ -115,7 +115,7 @@ class ChunkedDestination:
                     file_md5=digest.md5,
                     index=index,
                     total=plan.total,
-                    data=data,
+                    data=FileSpan(local.path, offset, length, chunk_md5),
                     chunk_md5=chunk_md5,
                 )
                 await resume.ack_chunk(index, chunk_md5, length)
