@@ -100,7 +100,11 @@ class ChunkedDestination:
                     on_bytes(length, False)  # held and known to be ours: no read, no send
                     return
                 # Hashed here, streamed from the file when sent: no chunk is held in memory.
-                chunk_md5 = await asyncio.to_thread(md5_of_span, local.path, offset, length)
+                # A file of one chunk is its own chunk: its md5 is known already.
+                if plan.total == 1:
+                    chunk_md5 = digest.md5
+                else:
+                    chunk_md5 = await asyncio.to_thread(md5_of_span, local.path, offset, length)
                 if reported is not None and reported == chunk_md5:
                     await resume.ack_chunk(index, chunk_md5, 0)
                     on_bytes(length, False)
