@@ -107,6 +107,8 @@ class Engine:
         # The daemon's hooks (a plain run leaves both alone): transfer slots shared by several
         # engines, and a drain switch that starts no new file while those in flight finish.
         self.slots: asyncio.Semaphore | None = None
+        # Digests computed but not yet stored (stored with the file's record when its send begins).
+        self._fresh: dict[str, Digest] = {}
         self.draining = False
 
     def _key(self, item: SendItem) -> str:
@@ -183,11 +185,14 @@ class Engine:
         sent: list[_Sent] = []
         source = iter(todo)
 
+        # One query finds every cached digest of the round (instead of one per file).
+        cache = await self.journal.cached_digests([str(item.local.path) for item in todo])
+
         async def prepare() -> None:
             for item in source:  # one shared iterator: each item is prepared once
                 if self.draining:
                     break
-                digest = await self._guarded(item, summary, self._digest(item.local, summary))
+                digest = await self._guarded(item, summary, self._digest(item.local, summary, cache))
                 if digest is not None:
                     await ready.put((item, digest))
 
@@ -237,15 +242,26 @@ class Engine:
             log.warning("failed %s -> %s: %s", item.local.rel, item.remote, message)
             return None
 
-    async def _digest(self, local: LocalFile, summary: RunSummary) -> Digest:
-        """The md5, from the journal's cache when stat and fingerprint are unchanged."""
-        cached = await self.journal.cached_digest(local)
+    async def _digest(
+        self, local: LocalFile, summary: RunSummary,
+        cache: dict[str, tuple[tuple[int, int, int, int], Digest]] | None = None,
+    ) -> Digest:
+        """The md5, from the journal's cache when stat and fingerprint are unchanged.
+
+        A fresh digest is stored with the file's journal record when its send begins (one
+        transaction instead of two).
+        """
+        if cache is None:
+            cached = await self.journal.cached_digest(local)
+        else:
+            hit = cache.pop(str(local.path), None)
+            cached = hit[1] if hit is not None and hit[0] == local.stat_key else None
         if cached is not None:
             if await asyncio.to_thread(fingerprint, local.path, local.size) == cached.fingerprint:
                 return cached
         digest = await asyncio.to_thread(hash_file, local)
         summary.files_hashed += 1
-        await self.journal.store_digest(local, digest)
+        self._fresh[str(local.path)] = digest
         return digest
 
     async def _send(self, item: SendItem, digest: Digest, job: str, summary: RunSummary) -> _Sent:
@@ -283,9 +299,10 @@ class Engine:
     async def _send_via(
         self, destination: Destination, item: SendItem, digest: Digest, job: str, summary: RunSummary
     ) -> _Sent:
+        fresh = self._fresh.pop(str(item.local.path), None)
         record = await self.journal.begin(
             item.local, self._key(item), job=job, md5=digest.md5, chunk_size=self.chunk_size,
-            transport=destination.transport,
+            transport=destination.transport, digest=fresh if fresh == digest else None,
         )
         resume = ResumeState(self.journal, record, digest.md5, self.chunk_size)
         self.progress.emit(Event("started", item.local.rel, item.remote, size=item.local.size,
@@ -338,9 +355,12 @@ class Engine:
             except TransferError as exc:
                 results = None
                 error = _describe(exc)
+            # One thread hop stats the whole group; one transaction records the confirmed ones.
+            same = await asyncio.to_thread(lambda g=group: [_still_same(e.item.local) for e in g])
+            confirmed: list[_Sent] = []
             for i, entry in enumerate(group):
                 problem = (results[i].error if results is not None else f"could not confirm: {error}")
-                if problem is None and not await asyncio.to_thread(_still_same, entry.item.local):
+                if problem is None and not same[i]:
                     if not final:
                         await self.journal.update(entry.record.id, state="queued")
                         changed.append(entry.item)
@@ -350,15 +370,17 @@ class Engine:
                     changed.append(entry.item)  # not shown after all: send it normally
                     continue
                 if problem is None:
-                    await self.journal.update(entry.record.id, state="done", last_error=None)
-                    summary.files_sent += 1
-                    self.progress.emit(Event("done", entry.item.local.rel, entry.item.remote,
-                                             size=entry.item.local.size, transport=destination.transport))
+                    confirmed.append(entry)
                 else:
                     await self.journal.update(entry.record.id, state="failed", last_error=problem)
                     summary.files_failed += 1
                     summary.failures.append((entry.item.local.rel, problem))
                     self.progress.emit(Event("failed", entry.item.local.rel, entry.item.remote, message=problem))
+            await self.journal.update_many([e.record.id for e in confirmed], state="done", last_error=None)
+            for entry in confirmed:
+                summary.files_sent += 1
+                self.progress.emit(Event("done", entry.item.local.rel, entry.item.remote,
+                                         size=entry.item.local.size, transport=destination.transport))
         return changed
 
 

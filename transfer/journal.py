@@ -98,6 +98,14 @@ class FileRecord:
         return (self.size, self.mtime_ns, self.inode, self.device) == local.stat_key
 
 
+def _store_digest(conn: sqlite3.Connection, local: LocalFile, digest: Digest) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO digests(local_path,size,mtime_ns,inode,device,fingerprint,md5)"
+        " VALUES(?,?,?,?,?,?,?)",
+        (str(local.path), local.size, local.mtime_ns, local.inode, local.device, digest.fingerprint, digest.md5),
+    )
+
+
 class PlanRow(NamedTuple):
     """A record's stat key (size, mtime_ns, inode, device), state and transport."""
 
@@ -207,15 +215,27 @@ class Journal:
 
         return await self._run(q)
 
-    async def store_digest(self, local: LocalFile, digest: Digest) -> None:
-        def w(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT OR REPLACE INTO digests(local_path,size,mtime_ns,inode,device,fingerprint,md5)"
-                " VALUES(?,?,?,?,?,?,?)",
-                (str(local.path), local.size, local.mtime_ns, local.inode, local.device, digest.fingerprint, digest.md5),
-            )
+    async def cached_digests(self, paths: list[str]) -> dict[str, tuple[tuple[int, int, int, int], Digest]]:
+        """path -> (stat key, digest) for every path the cache holds: one query for a whole run."""
 
-        await self._run(w)
+        def q(conn: sqlite3.Connection) -> dict[str, tuple[tuple[int, int, int, int], Digest]]:
+            found: dict[str, tuple[tuple[int, int, int, int], Digest]] = {}
+            if not conn.execute("SELECT 1 FROM digests LIMIT 1").fetchone():
+                return found  # a first run: nothing to look up
+            for start in range(0, len(paths), 500):
+                batch = paths[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                for row in conn.execute(
+                    "SELECT local_path,size,mtime_ns,inode,device,fingerprint,md5 FROM digests"
+                    f" WHERE local_path IN ({marks})", batch,
+                ):
+                    found[row[0]] = ((row[1], row[2], row[3], row[4]), Digest(md5=row[6], fingerprint=row[5]))
+            return found
+
+        return await self._run(q)
+
+    async def store_digest(self, local: LocalFile, digest: Digest) -> None:
+        await self._run(lambda conn: _store_digest(conn, local, digest))
 
     # -- files -----------------------------------------------------------------------------
     async def records_under(self, remote_prefix: str) -> dict[tuple[str, str], FileRecord]:
@@ -269,7 +289,8 @@ class Journal:
         return await self._run(q)
 
     async def begin(self, local: LocalFile, remote: str, *, job: str = "", md5: str | None = None,
-                    chunk_size: int | None = None, transport: str | None = None) -> FileRecord:
+                    chunk_size: int | None = None, transport: str | None = None,
+                    digest: Digest | None = None) -> FileRecord:
         """Record that `local` is being sent to `remote` (insert or update), state 'sending'.
 
         The resume blob survives only while the content (md5) and the chunk size are the same.
@@ -279,6 +300,8 @@ class Journal:
         def w(conn: sqlite3.Connection) -> FileRecord:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if digest is not None:  # a freshly computed md5 is cached in the same transaction
+                    _store_digest(conn, local, digest)
                 row = conn.execute(
                     "SELECT * FROM files WHERE local_path=? AND remote=?", (str(local.path), remote)
                 ).fetchone()
@@ -324,6 +347,31 @@ class Journal:
 
         def w(conn: sqlite3.Connection) -> None:
             conn.execute(f"UPDATE files SET {cols} WHERE id=?", (*fields.values(), file_id))
+
+        await self._run(w)
+
+    async def update_many(self, file_ids: list[int], **fields: Any) -> None:
+        """Set the same columns on several rows in one transaction (e.g. a confirmed batch: done)."""
+        if not file_ids:
+            return
+        allowed = {"state", "last_error"}
+        if set(fields) - allowed:
+            raise ValueError(f"update_many sets only {sorted(allowed)}")
+        now = self._clock()
+        if fields.get("state") == "done":
+            fields["done_at"] = now
+        fields["updated_at"] = now
+        cols = ",".join(f"{k}=?" for k in fields)
+        values = tuple(fields.values())
+
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(f"UPDATE files SET {cols} WHERE id=?", [(*values, i) for i in file_ids])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
         await self._run(w)
 

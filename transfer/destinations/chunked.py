@@ -70,10 +70,7 @@ class ChunkedDestination:
                     raise
 
     async def _send_small(self, local: LocalFile, digest: Digest, target: RemoteTarget, on_bytes: OnBytes) -> None:
-        data = await asyncio.to_thread(read_span, local.path, 0, local.size)
-        if md5_hex(data) != digest.md5:
-            raise LocalFileChanged(f"{local.rel} changed after it was hashed")
-        await asyncio.to_thread(ensure_unchanged, local)
+        data = await asyncio.to_thread(_read_small, local, digest.md5)
         if self.bandwidth is not None:
             await self.bandwidth.consume(local.size)
         await self.api.simple_upload(file_space(target), target.folder, target.name, data)
@@ -165,6 +162,15 @@ class ChunkedDestination:
             if not waiting:
                 break
         return [Confirmation(items[i].target, verdicts[i]) for i in range(len(items))]
+
+
+def _read_small(local: LocalFile, md5: str) -> bytes:
+    """The whole (small) file, checked against its md5 and stat in the same thread hop."""
+    data = read_span(local.path, 0, local.size)
+    if md5_hex(data) != md5:
+        raise LocalFileChanged(f"{local.rel} changed after it was hashed")
+    ensure_unchanged(local)
+    return data
 
 
 class FileStorageTree:
