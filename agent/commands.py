@@ -20,7 +20,7 @@ from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
 from .render import JsonLines, PlainLines, RichProgress
 from .scanner import Excludes, ScanResult, scan
 from .service import Services, journal_path
-from .targets import Target, resolve, summary_fields
+from .targets import Target, finish, resolve, summary_fields
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -166,6 +166,7 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
             summary = await engine.run(items, remote_prefix=target.prefix())
         if args.delete:
             await _delete_extra(services, target, excludes, scanned, engine.progress, summary)
+        await finish(services, target, via)
         await _remove_stale_parts(services, out)
     finally:
         await services.close()

@@ -88,9 +88,9 @@ class Target:
 
     # -- transports ------------------------------------------------------------------------
     def destinations(
-        self, services: Services, transport: str, via: str, *, one_shot: bool = True
+        self, services: Services, transport: str, via: str
     ) -> tuple[Destination, Destination | None]:
-        """(primary, fallback) for sending here; `one_shot` = a sync run, not the daemon."""
+        """(primary, fallback) for sending here."""
         if not isinstance(self.space, DatahubSpace):
             return services.file_destinations(transport)
         d = services.config.datahub
@@ -104,8 +104,10 @@ class Target:
             ), None
         # Staging goes through the file space's own transports (chunk protocol, SFTP fallback).
         primary, fallback = services.file_destinations(transport)
+        # Files are confirmed while others are still being staged: the emptied staging folder is
+        # dropped by finish() at the end of a run, never by a confirmation.
         staged = StagedDatahubDestination(
-            services.datahub(), primary, keep_staging=d.keep_staging, drop_empty_staging=one_shot,
+            services.datahub(), primary, keep_staging=d.keep_staging,
             folders=services.folders, import_batch=d.import_batch, poll_timeout=d.poll_timeout,
         )
         if fallback is None:
@@ -113,12 +115,19 @@ class Target:
         return staged, _FallbackStaged(staged, fallback)
 
 
+async def finish(services: Services, target: Target, via: str) -> None:
+    """After a one-shot run: drop the version's staging folder if the run left it empty."""
+    if isinstance(target.space, DatahubSpace) and via == "staged" and not services.config.datahub.keep_staging:
+        staged = StagedDatahubDestination(services.datahub(), services.http_destination(), folders=services.folders)
+        await staged.drop_staging(target.space)
+
+
 class _FallbackStaged(StagedDatahubDestination):
     """The same staged destination, staging over the file space's fallback transport (SFTP)."""
 
     def __init__(self, staged: StagedDatahubDestination, files: Destination) -> None:
         super().__init__(staged.datahub, files, keep_staging=staged.keep_staging,
-                         drop_empty_staging=staged.drop_empty_staging, folders=staged.folders,
+                         folders=staged.folders,
                          import_batch=staged.import_batch, poll_timeout=staged.poller.timeout)
         self.transport = f"datahub-staged-{files.transport}"
 

@@ -88,6 +88,7 @@ def test_fill_a_version(emu: EmulatorThread, hub_env: dict, tmp_path: Path, kind
         assert len({e["submitId"] for e in datahub_chunks(emu)}) == len(sizes)
     else:
         assert not datahub_chunks(emu)
+        assert not emu.private_path(f".hubsync-staging/{asset_id}/{v1}").exists()  # dropped at the end
     # a second run finds everything done: no calls that send
     again = run_cli(["--json", "sync", str(src), f"{kind}:cifar-10@v1", "--via", via], hub_env)
     assert summary_of(again)["files_skipped"] == len(sizes)

@@ -107,6 +107,7 @@ class Engine:
         # The daemon's hooks (a plain run leaves both alone): transfer slots shared by several
         # engines, and a drain switch that starts no new file while those in flight finish.
         self.slots: asyncio.Semaphore | None = None
+        self.confirm_batch = 500  # sent files confirmed together (one listing per folder)
         # Digests computed but not yet stored (stored with the file's record when its send begins).
         self._fresh: dict[str, Digest] = {}
         self.draining = False
@@ -180,9 +181,15 @@ class Engine:
         return summary
 
     async def _round(self, todo: list[SendItem], job: str, summary: RunSummary, *, final: bool) -> list[SendItem]:
-        """One pass over `todo`; returns the items that changed after they were sent."""
+        """One pass over `todo`; returns the items that changed after they were sent.
+
+        Sent files are confirmed while the others are still being sent, in batches of what has
+        accumulated (at most `confirm_batch`): memory stays bounded by the batch, files show as
+        done as they land, and a crash late in a long run leaves little to re-confirm.
+        """
         ready: asyncio.Queue[tuple[SendItem, Digest] | None] = asyncio.Queue(maxsize=self.transfers)
-        sent: list[_Sent] = []
+        sent: asyncio.Queue[_Sent | None] = asyncio.Queue()
+        changed: list[SendItem] = []
         source = iter(todo)
 
         # One query finds every cached digest of the round (instead of one per file).
@@ -204,20 +211,38 @@ class Engine:
                 async with self.slots or contextlib.nullcontext():
                     result = await self._guarded(item, summary, self._send(item, digest, job, summary))
                 if result is not None:
-                    sent.append(result)
+                    sent.put_nowait(result)
+
+        async def confirmer() -> None:
+            finished = False
+            while not finished:
+                first = await sent.get()
+                if first is None:
+                    return
+                batch = [first]
+                while len(batch) < self.confirm_batch and not sent.empty():
+                    entry = sent.get_nowait()
+                    if entry is None:
+                        finished = True
+                        break
+                    batch.append(entry)
+                changed.extend(await self._confirm(batch, summary, final=final))
 
         preparers = [asyncio.create_task(prepare()) for _ in range(self.hash_workers)]
         workers = [asyncio.create_task(transfer()) for _ in range(self.transfers)]
+        confirming = asyncio.create_task(confirmer())
         try:
             await asyncio.gather(*preparers)
             for _ in workers:
                 await ready.put(None)
             await asyncio.gather(*workers)
+            sent.put_nowait(None)
+            await confirming
         finally:
-            for task in (*preparers, *workers):
+            for task in (*preparers, *workers, confirming):
                 task.cancel()
-            await asyncio.gather(*preparers, *workers, return_exceptions=True)
-        return await self._confirm(sent, summary, final=final)
+            await asyncio.gather(*preparers, *workers, confirming, return_exceptions=True)
+        return changed
 
     def _by_transport(self, transport: str | None) -> Destination | None:
         for destination in (self.destination, self.fallback):

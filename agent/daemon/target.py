@@ -60,7 +60,7 @@ class JobTarget:
         return [SendItem(local, self.target_of(local.rel)) for local in files]
 
     def destinations(self, transport: str) -> tuple[Destination, Destination | None]:
-        return self.target.destinations(self.services, transport, self.services.config.datahub.via, one_shot=False)
+        return self.target.destinations(self.services, transport, self.services.config.datahub.via)
 
     async def listing(self, rel_folder: str) -> list[RemoteEntry]:
         """One level of the remote folder at `rel_folder` (relative to the job's root)."""

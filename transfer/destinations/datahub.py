@@ -116,7 +116,6 @@ class StagedDatahubDestination:
         files: Destination,
         *,
         keep_staging: bool = False,
-        drop_empty_staging: bool = True,
         folders: RemoteFolders | None = None,
         import_batch: int = 100,
         poll_timeout: float = 600.0,
@@ -126,10 +125,7 @@ class StagedDatahubDestination:
         self.datahub = datahub
         self.files = files
         self.keep_staging = keep_staging
-        # Dropping the emptied staging folder suits a one-shot run (nothing else is uploading
-        # when a round confirms); a long-lived agent keeps it, since another file may be on
-        # its way into it. `folders` is the cache of existing folders that must forget it.
-        self.drop_empty_staging = drop_empty_staging
+        # The cache of existing folders, told when drop_staging() deletes the staging folder.
         self.folders = folders
         self.import_batch = max(1, import_batch)
         self.poller = _Poller(datahub, poll_timeout, sleep, clock)
@@ -204,19 +200,20 @@ class StagedDatahubDestination:
                 await items[i].resume.put(stage="imported")  # type: ignore[union-attr]
 
     async def _unstage(self, items: list[ConfirmItem]) -> None:
-        """Delete the staging copies of confirmed files, then staging folders left empty."""
+        """Delete the staging copies of confirmed files (their folders stay: others may be on the way)."""
         paths = [staged_target(item.target).path for item in items]
         for start in range(0, len(paths), 100):
             try:
                 await self.datahub.api.delete(Space.PRIVATE, paths[start : start + 100])
             except TransferError as exc:
                 log.warning("could not delete %d staging copies: %s", len(paths[start : start + 100]), exc)
-        if self.drop_empty_staging:
-            for space in {_space(item.target) for item in items}:
-                await self._drop_if_empty(staging_folder(space))
 
-    async def _drop_if_empty(self, folder: str) -> None:
-        """Delete a version's staging folder once no file is left anywhere below it."""
+    async def drop_staging(self, space: DatahubSpace) -> None:
+        """Delete a version's staging folder once no file is left anywhere below it.
+
+        Call it when nothing else is being staged for that version (the end of a run).
+        """
+        folder = staging_folder(space)
         pending = [folder]
         try:
             while pending:
