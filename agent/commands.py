@@ -224,7 +224,7 @@ async def _delete_extra(
             progress.emit(Event("deleted", rel, target.remote_of(rel)))
 
 
-async def _dry_run(services, engine, items, target, excludes, scanned, args, out) -> int:  # type: ignore[no-untyped-def]
+async def _dry_run(services, engine, items, target, excludes, scanned, args, out) -> int:
     new_version = isinstance(target.space, DatahubSpace) and target.space.version_id == "(new)"
     todo, unchanged = (items, []) if new_version else await engine.pending(items, target.prefix())
     deletes: list[str] = []

@@ -242,7 +242,8 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{file} is not valid TOML: {exc}") from exc
-        platform = raw.get("platform") if isinstance(raw.get("platform"), dict) else {}
+        section = raw.get("platform")
+        platform: dict[str, Any] = section if isinstance(section, dict) else {}
         if any(platform.get(k) for k in ("password", "token", "password_key")):
             warnings.extend(_exposure_warning(file))
     for var, (section, key) in ENV.items():

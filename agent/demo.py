@@ -94,7 +94,7 @@ def run_demo() -> int:
             say("4. resuming: the same command again")
             done = subprocess.run(_hubsync("--json", "sync", str(src), "private:/demo"), env=env,
                                   capture_output=True, text=True)
-            summary = next((json.loads(x) for x in reversed(done.stdout.splitlines()) if '"summary"' in x), {})
+            summary: dict = next((json.loads(x) for x in reversed(done.stdout.splitlines()) if '"summary"' in x), {})
             after = sum(e.get("chunk_bytes", 0) for e in emu.log_entries())
             say(f"   resumed run: {summary.get('files_sent')} sent, {summary.get('files_skipped')} already done,"
                 f" {(after - before) / MiB:.1f} MiB of chunks sent to finish (the big file is {BIG / MiB:.0f} MiB)")

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import sys
 import time
-from json.encoder import encode_basestring as _json_str  # type: ignore[attr-defined]
+from json.encoder import encode_basestring as _json_str
 from typing import Any, TextIO
 
 from rich.console import Console

@@ -49,7 +49,7 @@ def scan(source: Path, excludes: Excludes) -> ScanResult:
         result.problems.append((str(source), f"cannot read source: {exc.strerror}"))
         return result
     if stat.S_ISREG(st.st_mode):
-        result.files.append(_local(source, source.name, st))
+        result.files.append(_local(os.fspath(source), source.name, st))
         return result
     if not stat.S_ISDIR(st.st_mode):
         result.problems.append((str(source), "source is not a regular file or a folder"))
@@ -86,12 +86,12 @@ def scan(source: Path, excludes: Excludes) -> ScanResult:
                 stack.append((Path(entry.path), rel))
             elif stat.S_ISREG(est.st_mode):
                 if not excludes.excluded(rel):
-                    result.files.append(_local(Path(entry.path), rel, est))
+                    result.files.append(_local(entry.path, rel, est))
             elif not excludes.excluded(rel):
                 result.problems.append((rel, "special file (device, socket or pipe); skipped"))
     result.files.sort(key=lambda f: f.rel)
     return result
 
 
-def _local(path: Path, rel: str, st: os.stat_result) -> LocalFile:
+def _local(path: str, rel: str, st: os.stat_result) -> LocalFile:
     return LocalFile(path=path, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, device=st.st_dev)

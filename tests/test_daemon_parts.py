@@ -26,7 +26,7 @@ from .conftest import wait_for
 
 
 def item(rel: str, size: int) -> SendItem:
-    local = LocalFile(Path("/src") / rel, rel, size, 0, 0, 0)
+    local = LocalFile(f"/src/{rel}", rel, size, 0, 0, 0)
     return SendItem(local, RemoteTarget(Space.PRIVATE, "d", rel))
 
 

@@ -7,9 +7,10 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 from .destinations.base import ConfirmItem, Destination, ResumeState
 from .errors import AuthFailed, EndpointUnavailable, LocalFileChanged, Retryable, TransferError
@@ -19,6 +20,7 @@ from .models import Digest, LocalFile, RemoteTarget
 from .progress import Event, NullSink, ProgressSink
 
 log = logging.getLogger("hubsync.engine")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,7 @@ class Engine:
                 return destination
         return None
 
-    async def _guarded(self, item: SendItem, summary: RunSummary, work):  # type: ignore[no-untyped-def]
+    async def _guarded(self, item: SendItem, summary: RunSummary, work: Awaitable[T]) -> T | None:
         """Run one step of one file; a failure is recorded against the file and never stops the run."""
         try:
             return await work
@@ -381,7 +383,7 @@ class Engine:
                 results = None
                 error = _describe(exc)
             # One thread hop stats the whole group; one transaction records the confirmed ones.
-            same = await asyncio.to_thread(lambda g=group: [_still_same(e.item.local) for e in g])
+            same = await asyncio.to_thread(_all_still_same, [e.item.local for e in group])
             confirmed: list[_Sent] = []
             for i, entry in enumerate(group):
                 problem = (results[i].error if results is not None else f"could not confirm: {error}")
@@ -407,6 +409,10 @@ class Engine:
                 self.progress.emit(Event("done", entry.item.local.rel, entry.item.remote,
                                          size=entry.item.local.size, transport=destination.transport))
         return changed
+
+
+def _all_still_same(files: list[LocalFile]) -> list[bool]:
+    return [_still_same(local) for local in files]
 
 
 def _still_same(local: LocalFile) -> bool:

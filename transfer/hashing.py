@@ -20,13 +20,13 @@ READ_BLOCK = 1 << 20  # 1 MiB: large enough for md5sum's speed, small enough to 
 SAMPLE = 64 << 10  # fingerprint samples: head, middle and tail
 
 
-def stat_file(path: Path, rel: str) -> LocalFile:
+def stat_file(path: Path | str, rel: str) -> LocalFile:
     """A LocalFile from os.stat (follows symlinks, like the scanner does for files)."""
     st = os.stat(path)
-    return LocalFile(path=path, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, device=st.st_dev)
+    return LocalFile(path=os.fspath(path), rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, device=st.st_dev)
 
 
-def fingerprint(path: Path, size: int) -> str:
+def fingerprint(path: Path | str, size: int) -> str:
     """xxh3-128 over the size and three 64 KiB samples: cheap proof that content is unchanged."""
     h = xxhash.xxh3_128()
     h.update(size.to_bytes(8, "little"))
@@ -74,7 +74,7 @@ def pread_full(fd: int, length: int, offset: int) -> bytes:
     return data
 
 
-def read_span(path: Path, offset: int, length: int) -> bytes:
+def read_span(path: Path | str, offset: int, length: int) -> bytes:
     """Exactly `length` bytes at `offset`, or LocalFileChanged if the file got shorter."""
     with open(path, "rb", buffering=0) as f:
         data = pread_full(f.fileno(), length, offset)
