@@ -1,0 +1,71 @@
+"""Smoke test of the bench harness (bench/): the baseline client, the measured runner, the report.
+
+No timing is asserted: timing targets live in bench/RESULTS.md, not in tests.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench.cases import hubsync_split
+from bench.harness import Measured, run_measured
+from bench.minimal_client import cipher, sync
+from bench.report import BenchRun, CaseResult, Row, write_results
+from bench.resume import LogTail
+from emulator.testing import EmulatorThread
+from transfer.auth import encrypt_password
+
+from .conftest import ALICE, KEY, md5_of, write_random
+
+MiB = 1 << 20
+
+
+async def test_minimal_client_uploads_small_and_chunked_files(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_bytes(b"hello")
+    (src / "sub" / "b.bin").write_bytes(bytes(range(256)) * 16)
+    write_random(src / "sub" / "big.bin", 2 * MiB + 123, seed=3)  # 3 chunks of 1 MiB: chunk protocol
+    assert cipher(ALICE[1], KEY) == encrypt_password(ALICE[1], KEY)
+    with EmulatorThread(tmp_path / "platform") as emu:
+        summary = await sync(emu.url, src, "/bench/run", username=ALICE[0], password=ALICE[1], key=KEY,
+                             transfers=2, chunk_size=MiB, chunks_per_file=2)
+        assert (summary.files, summary.bytes) == (3, 5 + 4096 + 2 * MiB + 123)
+        for rel in ("a.txt", "sub/b.bin", "sub/big.bin"):
+            assert md5_of(emu.private_path(f"bench/run/{rel}")) == md5_of(src / rel)
+        chunks = [e for e in emu.log_entries() if e["path"] == "/api/file/file/uploadFile"]
+        assert sorted(e["index"] for e in chunks) == [0, 1, 2]
+        tail = LogTail(emu.config.log_path)  # type: ignore[arg-type]
+        assert len(tail.poll()) == len(emu.log_entries()) and tail.poll() == []
+
+
+def test_measured_child_and_event_split(tmp_path: Path) -> None:
+    script = (
+        "import json\n"
+        "for e in ('queued', 'started', 'progress', 'done', 'summary'):\n"
+        "    print(json.dumps({'event': e}), flush=True)\n"
+    )
+    m = run_measured([sys.executable, "-c", script]).check()
+    assert m.returncode == 0 and m.maxrss_mib > 1 and len(m.lines) == 5
+    split = hubsync_split(m)
+    assert set(split) == {"hash", "upload", "merge", "other", "wall"} and split["wall"] == m.wall
+
+
+def test_report_keeps_the_optimisations_section(tmp_path: Path) -> None:
+    row = Row("one file over HTTP: hubsync vs minimal client", "MiB/s", [90.0, 100.0, 110.0], [100.0, 100.0, 100.0],
+              "minimal client", aim=0.9, emu_hubsync=[0.5], emu_baseline=[0.6])
+    memory = Row("peak RSS", "MiB", [120.0], aim=150.0, aim_kind="max")
+    run = BenchRun(date="today", mode="test", machine={"cores (nproc)": "2"}, commands=[("x", "hubsync sync A B")],
+                   method=["medians"], cases=[CaseResult(2, "One large file", [row]), CaseResult(5, "Memory", [memory]),
+                                              CaseResult(4, "Nothing changed", not_run="rclone missing")])
+    out = tmp_path / "RESULTS.md"
+    write_results(out, run)
+    text = out.read_text()
+    assert "| one file over HTTP: hubsync vs minimal client | 100 MiB/s |" in text
+    assert "1.00×" in text and "**met**" in text and "not run: rclone missing" in text
+    assert "## Optimisations" in text
+    out.write_text(text + "\n### 2026-01-01 — abc123 — reuse connections\nbefore 0.8×, after 0.95×\n")
+    write_results(out, run)
+    assert "### 2026-01-01 — abc123 — reuse connections" in out.read_text()
+    assert isinstance(Measured([], 1.0, 0, 0.0, 0.0, 1.0).emulator_share, float)
