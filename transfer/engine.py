@@ -110,6 +110,7 @@ class Engine:
         # engines, and a drain switch that starts no new file while those in flight finish.
         self.slots: asyncio.Semaphore | None = None
         self.confirm_batch = 500  # sent files confirmed together (one listing per folder)
+        self.confirm_wait = 5.0  # seconds a batch waits for more files before it is confirmed
         # Digests computed but not yet stored (stored with the file's record when its send begins).
         self._fresh: dict[str, Digest] = {}
         self.draining = False
@@ -216,19 +217,33 @@ class Engine:
                     sent.put_nowait(result)
 
         async def confirmer() -> None:
+            # A batch closes when it is full, when sending ends, or `confirm_wait` seconds after
+            # its first file: small batches would list the same big folders over and over.
+            # A pending get is kept across batches, never cancelled, so no sent file is lost.
+            getter: asyncio.Future[_Sent | None] | None = None
             finished = False
-            while not finished:
-                first = await sent.get()
-                if first is None:
-                    return
-                batch = [first]
-                while len(batch) < self.confirm_batch and not sent.empty():
-                    entry = sent.get_nowait()
-                    if entry is None:
-                        finished = True
-                        break
-                    batch.append(entry)
-                changed.extend(await self._confirm(batch, summary, final=final))
+            try:
+                while not finished:
+                    first = await (getter or sent.get())
+                    getter = None
+                    if first is None:
+                        return
+                    batch = [first]
+                    deadline = self.clock() + self.confirm_wait
+                    while len(batch) < self.confirm_batch:
+                        getter = asyncio.ensure_future(sent.get())
+                        done, _ = await asyncio.wait({getter}, timeout=max(0.0, deadline - self.clock()))
+                        if not done:
+                            break
+                        entry, getter = getter.result(), None
+                        if entry is None:
+                            finished = True
+                            break
+                        batch.append(entry)
+                    changed.extend(await self._confirm(batch, summary, final=final))
+            finally:
+                if getter is not None:
+                    getter.cancel()
 
         preparers = [asyncio.create_task(prepare()) for _ in range(self.hash_workers)]
         workers = [asyncio.create_task(transfer()) for _ in range(self.transfers)]

@@ -35,6 +35,14 @@ from ..pacer import Pacer
 from .base import Confirmation, ConfirmItem, OnBytes, ResumeState, ensure_unchanged
 
 log = logging.getLogger("hubsync.sftp")
+
+# AES-GCM first: AES-NI makes it several times cheaper than chacha20-poly1305, which asyncssh
+# prefers by default and which cost a quarter of the client's CPU on a 2 GiB upload (bench:
+# 24.9 s -> 16.2 s). The others stay as fallbacks for servers that offer neither GCM cipher.
+_CIPHERS = (
+    "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr",
+    "chacha20-poly1305@openssh.com", "aes192-ctr",
+)
 T = TypeVar("T")
 
 PART_SUFFIX = ".hubsync-part"
@@ -170,6 +178,7 @@ class SftpDestination:
                     client_keys=None,
                     agent_path=None,
                     preferred_auth="password,keyboard-interactive",
+                    encryption_algs=_CIPHERS,
                     config=None,
                 ),
                 self.connect_timeout,
