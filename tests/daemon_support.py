@@ -121,6 +121,13 @@ def sends(emu: EmulatorThread, name: str | None = None) -> list[dict[str, Any]]:
             and (name is None or e.get("fileName") == name)]
 
 
+def sends_logged(emu: EmulatorThread, name: str | None, at_least: int) -> list[dict[str, Any]]:
+    """sends() once at least `at_least` are logged: the emulator logs a request after its
+    response, so a file can be on its disk a moment before its upload shows in the log."""
+    wait_for(lambda: len(sends(emu, name)) >= at_least, timeout=10)
+    return sends(emu, name)
+
+
 def arrived(path: Path, expected: bytes | str) -> bool:
     """True once the remote copy holds exactly `expected` (bytes, or an md5 hex)."""
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 from emulator.testing import EmulatorThread
 
 from .conftest import md5_of, wait_for, write_random
-from .daemon_support import DaemonProcess, arrived, daemon_config, sends, write_slowly
+from .daemon_support import DaemonProcess, arrived, daemon_config, sends, sends_logged, write_slowly
 
 
 def _config(tmp_path: Path, jobs: list[dict], **daemon: object) -> Path:
@@ -37,13 +37,13 @@ def test_two_folders_into_private_and_public_slow_write_modify_and_rename(
         pieces = [os.urandom(64 << 10) for _ in range(10)]
         write_slowly(a / "slow.bin", pieces, pause=0.33)
         wait_for(lambda: arrived(emu.private_path("A/slow.bin"), b"".join(pieces)))
-        assert len(sends(emu, "slow.bin")) == 1
+        assert len(sends_logged(emu, "slow.bin", 1)) == 1
         wait_for(lambda: arrived(emu.public_path("B/pub.txt"), b"for everyone"))
 
         # A modified file is sent again.
         (a / "keep.txt").write_bytes(b"v2, longer")
         wait_for(lambda: arrived(emu.private_path("A/keep.txt"), b"v2, longer"))
-        assert len(sends(emu, "keep.txt")) == 2
+        assert len(sends_logged(emu, "keep.txt", 2)) == 2
 
         # Renamed into place from an excluded temp name: the final name once, the temp name never.
         write_random(a / "report.csv.tmp", 5000, seed=3)
@@ -52,7 +52,7 @@ def test_two_folders_into_private_and_public_slow_write_modify_and_rename(
         os.rename(a / "keep.txt", a / "kept.txt")
         wait_for(lambda: arrived(emu.private_path("A/report.csv"), md5_of(a / "report.csv")))
         wait_for(lambda: arrived(emu.private_path("A/kept.txt"), b"v2, longer"))
-        assert len(sends(emu, "report.csv")) == 1 and not sends(emu, "report.csv.tmp")
+        assert len(sends_logged(emu, "report.csv", 1)) == 1 and not sends(emu, "report.csv.tmp")
         assert emu.private_path("A/keep.txt").exists()
 
         sent = daemon.wait_event("sent", lambda e: e.get("path") == "slow.bin")
@@ -77,7 +77,7 @@ def test_two_thousand_files_dropped_at_once_all_arrive(emu: EmulatorThread, hub_
         for i in (0, 1, 777, 1999):
             rel = f"part{i % 4}/f{i:04d}.dat"
             assert (remote / rel).read_bytes() == (src / rel).read_bytes()
-        assert len(sends(emu)) == 2000  # each file committed once
+        assert len(sends_logged(emu, None, 2000)) == 2000  # each file committed once
         walks = daemon.events("walk")
         assert any(w["path"] != "." for w in walks), "the burst should have collapsed into folder rescans"
         assert daemon.stop() == 0
