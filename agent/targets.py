@@ -63,10 +63,11 @@ class Target:
             return await DatahubTree(services.datahub()).list(self.space, folder)
         return await services.tree().list(self.space, folder)
 
-    async def files(self, services: Services, excludes: Excludes) -> dict[str, int]:
-        """Every file below the remote folder (relative path -> size), folders walked level by level."""
+    async def files(self, services: Services, excludes: Excludes, under: str = "") -> dict[str, int]:
+        """Every file below `under` in the remote folder (path relative to the remote folder -> size),
+        folders walked level by level."""
         found: dict[str, int] = {}
-        pending = [""]
+        pending = [under]
         while pending:
             rel = pending.pop()
             for entry in await self.listing(services, join_remote(self.path, rel)):

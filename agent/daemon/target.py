@@ -68,19 +68,7 @@ class JobTarget:
 
     async def files(self, excludes: Excludes, under: str = "") -> dict[str, int]:
         """Every remote file below `under` (relative path -> size), walked level by level."""
-        found: dict[str, int] = {}
-        pending = [under]
-        while pending:
-            rel = pending.pop()
-            for entry in await self.listing(rel):
-                child = join_remote(rel, entry.name)
-                if excludes.excluded(child, is_dir=entry.is_dir):
-                    continue
-                if entry.is_dir:
-                    pending.append(child)
-                else:
-                    found[child] = entry.size
-        return found
+        return await self.target.files(self.services, excludes, under)
 
     async def present(self, rels: Iterable[str]) -> dict[str, RemoteEntry]:
         """Which of `rels` exist remotely (one listing per parent folder); a missing parent = absent."""
