@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from .datahub_store import DatahubError
-from .storage import Entry, display_path
+from .storage import Entry, display_path, folder_entries
 
 _READ_BLOCK = 1 << 20
 
@@ -42,17 +42,7 @@ def list_folder(files_dir: Path, parts: tuple[str, ...]) -> list[Entry]:
     folder = resolve(files_dir, parts)
     if not folder.is_dir():
         return []
-    entries = []
-    with os.scandir(folder) as it:
-        for item in it:
-            try:
-                st = item.stat()
-                is_dir = item.is_dir()
-            except OSError:
-                continue  # vanished while listing
-            entries.append(Entry(item.name, is_dir, 0 if is_dir else st.st_size, st.st_mtime))
-    entries.sort(key=lambda e: (not e.is_dir, e.name))
-    return entries
+    return folder_entries(folder)
 
 
 def delete_paths(files_dir: Path, paths: list[tuple[str, ...]]) -> None:

@@ -60,6 +60,21 @@ class Entry:
     mtime: float
 
 
+def folder_entries(folder: Path) -> list[Entry]:
+    """The entries of an existing folder on disk: folders first, then by name."""
+    entries = []
+    with os.scandir(folder) as it:
+        for item in it:
+            try:
+                st = item.stat()
+                is_dir = item.is_dir()
+            except OSError:
+                continue  # vanished while listing
+            entries.append(Entry(item.name, is_dir, 0 if is_dir else st.st_size, st.st_mtime))
+    entries.sort(key=lambda e: (not e.is_dir, e.name))
+    return entries
+
+
 @dataclass(frozen=True)
 class HashedFile:
     """A finished temp file under tmp/, with its md5 and size."""
@@ -170,18 +185,7 @@ class Storage:
 
     def list_folder(self, space: Space, parts: tuple[str, ...]) -> list[Entry]:
         """Entries of a folder: folders first, then by name."""
-        folder = self.folder(space, parts)
-        entries = []
-        with os.scandir(folder) as it:
-            for item in it:
-                try:
-                    st = item.stat()
-                    is_dir = item.is_dir()
-                except OSError:
-                    continue  # vanished while listing
-                entries.append(Entry(item.name, is_dir, 0 if is_dir else st.st_size, st.st_mtime))
-        entries.sort(key=lambda e: (not e.is_dir, e.name))
-        return entries
+        return folder_entries(self.folder(space, parts))
 
     def make_folder(self, space: Space, parent: tuple[str, ...], name: str) -> None:
         """Create one folder level; refused ("文件夹已存在") when it is there already."""
