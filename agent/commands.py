@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transfer.engine import RunSummary, SendItem
+from transfer.engine import RunSummary
 from transfer.errors import ConfigError, TransferError
 from transfer.journal import JournalView
 from transfer.models import DatahubSpace
@@ -78,29 +78,12 @@ async def cmd_ls(config: Config, out: Output, remote_text: str) -> int:
 
 
 # -- sync ----------------------------------------------------------------------------------
-def _file_target(remote: FileRemote) -> Target:
-    return Target(remote.space, remote.path, str(remote))
-
-
-def plan_items(result: ScanResult, source: Path, remote: FileRemote) -> list[SendItem]:
-    """Map scanned files to targets below the remote folder."""
-    return _file_target(remote).items(result)
-
-
-async def remote_files(services: Services, remote: FileRemote, excludes: Excludes) -> dict[str, int]:
-    """Every file below the remote folder (relative path -> size), folders walked level by level."""
-    return await _file_target(remote).files(services, excludes)
-
-
 # An unreadable folder would look empty and cause deletes of what it holds: refuse them all.
 DELETE_REFUSED = "--delete skipped: the source had unreadable or special entries"
 
 
-async def remote_extras(
-    services: Services, remote: FileRemote | Target, excludes: Excludes, scanned: ScanResult
-) -> list[str]:
+async def remote_extras(services: Services, target: Target, excludes: Excludes, scanned: ScanResult) -> list[str]:
     """Files below the remote folder that the source does not have (what --delete removes)."""
-    target = remote if isinstance(remote, Target) else _file_target(remote)
     local = {f.rel for f in scanned.files}
     return sorted(rel for rel in await target.files(services, excludes) if rel not in local)
 
