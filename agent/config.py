@@ -211,15 +211,35 @@ ENV = {
 SECRET_KEYS = {("platform", "password"), ("platform", "token"), ("platform", "password_key")}
 
 
+# A key whose name looks like it holds a secret never has its value shown, known or not.
+_SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|credential|auth|cookie|cipher|private", re.IGNORECASE)
+
+
+def _shown_value(loc: tuple[Any, ...], value: Any, error_type: str) -> str:
+    """How an invalid value appears in the error: hidden when it may be a secret."""
+    names = [str(part) for part in loc]
+    if any(_SECRET_NAME.search(name) for name in names):
+        return "<hidden>"
+    if names[:1] == ["platform"] and (error_type == "extra_forbidden" or len(names) == 1):
+        return "<hidden>"  # [platform] holds the credentials: an unknown key there is never echoed
+    if isinstance(value, dict):
+        return "<table>"  # a whole table may hold secrets under any name
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        return "<tables>"
+    return repr(value)
+
+
 def _format_errors(exc: ValidationError, origin: str) -> str:
     lines = [f"invalid configuration ({origin}):"]
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
-        value = err.get("input")
-        shown = "<hidden>" if any(s in key for s in ("password", "token")) else repr(value)
+        shown = _shown_value(tuple(err["loc"]), err.get("input"), err["type"])
         reason = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             reason = "unknown key"
+        value = err.get("input")
+        if shown == "<hidden>" and isinstance(value, str) and value:
+            reason = reason.replace(value, "<hidden>")  # a validator's message may quote the value
         lines.append(f"  {key} = {shown}: {reason}")
     return "\n".join(lines)
 

@@ -121,3 +121,40 @@ def test_secrets_never_appear_in_output_logs_or_journal(emu: EmulatorThread, hub
                 tokens.add(word)
     assert not tokens, "a JWT was printed"
     assert os.path.exists(hub_env["HUBSYNC_STATE_DIR"])
+
+
+SECRET = "hunter2-Pa55word!"  # 17 bytes: not a valid AES key either
+
+
+@pytest.mark.parametrize(
+    "toml,key",
+    [
+        (f'[platform]\npasswd = "{SECRET}"\n', "platform.passwd"),
+        (f'[platform]\nurl_backup = "{SECRET}"\n', "platform.url_backup"),  # [platform]: never echoed
+        (f'[transfer]\napi_token = "{SECRET}"\n', "transfer.api_token"),
+        (f'[sftp]\nprivate_key = "{SECRET}"\n', "sftp.private_key"),
+        (f'[daemon]\ncredentials = "{SECRET}"\n', "daemon.credentials"),
+        (f'[vault]\nsecret = "{SECRET}"\n', "vault"),  # a whole unknown table
+        (f'platform = "{SECRET}"\n', "platform"),
+        (f'[platform]\npassword_key = "{SECRET}"\n', "platform.password_key"),  # known, wrong length
+    ],
+)
+def test_config_errors_never_echo_a_secret(tmp_path: Path, toml: str, key: str) -> None:
+    cfg = write(tmp_path / "c.toml", toml)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUBSYNC_")}
+    env["HUBSYNC_STATE_DIR"] = str(tmp_path / "state")
+    for args in (["--config", str(cfg), "status"], ["--config", str(cfg), "--json", "login"]):
+        result = run_cli(args, env, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert key in result.stderr, result.stderr
+        assert SECRET not in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_config_errors_show_values_of_ordinary_keys(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", '[transfer]\nturbo = "warp-9"\ntransport = "carrier-pigeon"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUBSYNC_")}
+    result = run_cli(["--config", str(cfg), "status"], env, timeout=60)
+    assert result.returncode == 2
+    assert "transfer.turbo = 'warp-9': unknown key" in result.stderr
+    assert "transfer.transport = 'carrier-pigeon'" in result.stderr
