@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -98,6 +99,21 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `hubsync` command; a reader that goes away (`| head -1`) ends it quietly with 141."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # buffered output meets a closed pipe here at the latest
+    except BrokenPipeError:
+        # The Python docs' recipe: point stdout at devnull so the flush at exit cannot raise
+        # again. 141 = 128 + SIGPIPE, what a C tool killed by the closed pipe reports.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return commands.EXIT_PIPE
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:  # the emulator has its own options
         from emulator.cli import main as emulator_main

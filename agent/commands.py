@@ -22,7 +22,7 @@ from .scanner import Excludes, ScanResult, scan
 from .service import Services, journal_path
 from .targets import Target, finish, resolve, summary_fields
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 3, 130, 141
 
 
 class Output:
