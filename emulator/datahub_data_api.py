@@ -2,9 +2,11 @@
 
 Protocol.md §5 and §6 (house reading), seed lines 9790-10140 and 11482-12290. Decisions where
 the seed is silent:
-- `data/uploadFile`: `chunkSize` is the upload's nominal chunk size, the same on every chunk of
-  a submitId; every chunk but the last has exactly that many bytes, the last 1..chunkSize (0
-  only for a one-chunk, empty file). Answered with `code` 0, as the seed's example (line 9911).
+- `data/uploadFile`: `chunkSize` is the byte length of the chunk part of that request (seed:
+  分片字节大小, protocol.md §6), so the last chunk states its own, shorter length; a chunk whose
+  length differs is refused. Across a submitId every chunk but the last has one length and the
+  last is not longer (an empty chunk only for a one-chunk, empty file). Answered with `code`
+  0, as the seed's example (line 9911).
 - Listing rows: `filePath` is the path from the version's root (usable as is in deleteFiles and
   queryFileDownloadUrl), `currentPath` the listed folder, "" for the root; `fileSize` in bytes
   (0 for folders), `updateTime` in ms. Images list through `image/queryImageFileList`, the other
@@ -88,22 +90,23 @@ async def upload_file(request: web.Request) -> web.Response:
             raise invalid("total", f"应在 1 到 {_MAX_TOTAL} 之间")
         if index >= total:
             raise invalid("index", "应小于 total")
-        if not 1 <= chunk_size <= max_chunk:
+        if not 0 <= chunk_size <= max_chunk:
             raise invalid("chunkSize", f"应在 1 到 {max_chunk} 之间")
         if form.file is None:
             raise missing("chunk")
-        last = index == total - 1
-        if (not last and received != chunk_size) or received > chunk_size or (received == 0 and total > 1):
-            raise invalid("chunk", f"长度 {received} 与 chunkSize {chunk_size} 不符（仅最后一片可以更短）")
+        if received != chunk_size:
+            raise ApiError(400, f"分片大小与chunkSize不符: 收到{received}字节, chunkSize={chunk_size}")
+        if received == 0 and total > 1:
+            raise invalid("chunk", "仅单分片的空文件可以是空分片")
         asset = find_asset(request, asset_id, write=True)
         find_version(asset, version_id)
-        plan = SubmitPlan(user.user_id, asset.id, version_id, total, chunk_size, name, folder)
+        plan = SubmitPlan(user.user_id, asset.id, version_id, total, name, folder)
         submit_id = submit_id.lower()
         async with datahub_errors():
             await asyncio.to_thread(check_target, state.datahub.files_dir(asset, version_id), folder, name)
             async with state.chunk_locks[f"datahub/{submit_id}"]:
                 result = await asyncio.to_thread(
-                    state.submits.receive, submit_id, plan, index, form.file.path
+                    state.submits.receive, submit_id, plan, index, form.file.path, received
                 )
         log(request, received=result)
         if result == "complete":

@@ -117,7 +117,6 @@ class SubmitPlan:
     asset_id: str
     version_id: str
     total: int
-    chunk_size: int
     file_path: str
     current_path: tuple[str, ...]
 
@@ -128,12 +127,36 @@ class SubmitPlan:
             "asset_id": "id",
             "version_id": "versionId",
             "total": "total",
-            "chunk_size": "chunkSize",
             "file_path": "filePath",
             "current_path": "currentPath",
         }
         mine, theirs = asdict(self), asdict(other)
         return [label for key, label in names.items() if mine[key] != theirs[key]]
+
+
+@dataclass(frozen=True)
+class _Lengths:
+    """The chunk lengths a submitId has shown: of the chunks before the last, and of the last."""
+
+    chunk: int | None = None
+    last: int | None = None
+
+    @staticmethod
+    def of(meta: dict[str, Any] | None) -> _Lengths:
+        raw = meta.get("lengths") if meta else None
+        return _Lengths(**raw) if isinstance(raw, dict) else _Lengths()
+
+    def with_chunk(self, last: bool, length: int) -> _Lengths:
+        """These lengths once a chunk of `length` arrived; refuses one that breaks the rule."""
+        if last:
+            if self.chunk is not None and length > self.chunk:
+                raise DatahubError(f"最后一片（{length} 字节）不能长于其他分片（{self.chunk} 字节）", 400)
+            return _Lengths(self.chunk, length)
+        if self.chunk is not None and length != self.chunk:
+            raise DatahubError(f"除最后一片外分片长度应一致：收到 {length} 字节，此前为 {self.chunk} 字节", 400)
+        if self.last is not None and length < self.last:
+            raise DatahubError(f"最后一片（{self.last} 字节）不能长于其他分片（{length} 字节）", 400)
+        return _Lengths(length, self.last)
 
 
 ReceiveResult = Literal["stored", "complete", "ignored"]
@@ -146,24 +169,27 @@ class SubmitStore:
         self.dir = datahub_dir / "submits"
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    def receive(self, submit_id: str, plan: SubmitPlan, index: int, chunk: Path) -> ReceiveResult:
-        """Keep chunk `index`; "complete" when it was the last one missing.
+    def receive(self, submit_id: str, plan: SubmitPlan, index: int, chunk: Path, length: int) -> ReceiveResult:
+        """Keep chunk `index` of `length` bytes; "complete" when it was the last one missing.
 
-        Refuses a chunk whose plan differs from the submitId's first chunk. Once a submitId is
-        complete every further chunk is "ignored" (the caller discards it); until then re-sending
-        an index replaces it.
+        Refuses a chunk whose plan differs from the submitId's first chunk, and one whose length
+        breaks "every chunk but the last has one length, the last is not longer". Once a
+        submitId is complete every further chunk is "ignored" (the caller discards it); until
+        then re-sending an index replaces it.
         """
         d = self.dir / submit_id
         d.mkdir(exist_ok=True)
+        meta = self._read_meta(submit_id)
         known = self.plan(submit_id)
-        if known is None:
-            self._write_meta(submit_id, plan, "receiving")
-        else:
+        lengths = _Lengths.of(meta)
+        if known is not None:
             differing = known.differences(plan)
             if differing:
                 raise DatahubError(f"同一 submitId 的分片参数不一致：{', '.join(differing)}", 400)
             if self.state(submit_id) != "receiving":
                 return "ignored"
+        lengths = lengths.with_chunk(index == plan.total - 1, length)
+        self._write_meta(submit_id, plan, "receiving", lengths)
         os.replace(chunk, d / str(index))
         received = sum(1 for n in os.listdir(d) if n.isdigit() and int(n) < plan.total)
         if received < plan.total:
@@ -177,6 +203,7 @@ class SubmitStore:
         if meta is None:
             return None
         fields = dict(meta["plan"])
+        fields.pop("chunk_size", None)  # recorded by emulators before chunkSize was per chunk
         fields["current_path"] = tuple(fields["current_path"])
         return SubmitPlan(**fields)
 
@@ -190,7 +217,7 @@ class SubmitStore:
         plan = self.plan(submit_id)
         if plan is None:
             return
-        self._write_meta(submit_id, plan, state)
+        self._write_meta(submit_id, plan, state, _Lengths.of(self._read_meta(submit_id)))
         if state in ("assembled", "failed"):
             for name in os.listdir(self.dir / submit_id):
                 if name.isdigit():
@@ -220,8 +247,9 @@ class SubmitStore:
             return None
         return meta if isinstance(meta, dict) else None
 
-    def _write_meta(self, submit_id: str, plan: SubmitPlan, state: SubmitState) -> None:
+    def _write_meta(self, submit_id: str, plan: SubmitPlan, state: SubmitState, lengths: _Lengths) -> None:
         path = self.dir / submit_id / "meta.json"
         tmp = path.with_name(f".meta.{secrets.token_hex(4)}")
-        tmp.write_text(json.dumps({"plan": asdict(plan), "state": state}), encoding="utf-8")
+        meta = {"plan": asdict(plan), "state": state, "lengths": asdict(lengths)}
+        tmp.write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp, path)

@@ -97,6 +97,32 @@ def test_fill_a_version(emu: EmulatorThread, hub_env: dict, tmp_path: Path, kind
     assert {o["name"] for o in json_lines(listing.stdout)} == {"图片", "labels"}
 
 
+KiB64 = 64 << 10
+AWKWARD_SIZES = (1, KiB64 - 1, KiB64, KiB64 + 1, 3 * KiB64 + 17)
+
+
+def test_direct_fills_a_version_for_sizes_around_the_chunk_size(
+    emu: EmulatorThread, hub_env: dict, tmp_path: Path
+) -> None:
+    """Every chunk states its own length (the strict emulator refuses any other), with 10 % 500s."""
+    asset_id, (master,) = emu.datahub_create_asset("model", "gpt2", ("master",))
+    src = tmp_path / "tree"
+    for size in AWKWARD_SIZES:
+        write_random(src / f"s{size}.bin", size, seed=size)
+    emu.faults.update({"seed": 2, "chunk_error_rate": 0.1})  # seed 2: the 3rd and 4th chunk calls fail
+    result = run_cli(["--json", "sync", str(src), "model:gpt2@master", "--via", "direct", "--chunk-size", "64KiB"],
+                     hub_env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert summary_of(result)["files_sent"] == len(AWKWARD_SIZES)
+    for size in AWKWARD_SIZES:
+        assert md5_of(emu.datahub_path("model", asset_id, master, f"s{size}.bin")) == md5_of(src / f"s{size}.bin")
+    sent = datahub_chunks(emu)
+    assert any(e.get("fault") == "chunk_error" for e in emu.log_entries())  # the 500s happened
+    assert all(e["ok"] for e in sent if "fault" not in e), [e for e in sent if not e["ok"]][:3]
+    last = {e["filePath"]: e["chunk_bytes"] for e in sent if e["ok"] and e["index"] == e["total"] - 1}
+    assert last == {f"s{size}.bin": (size - 1) % KiB64 + 1 for size in AWKWARD_SIZES}
+
+
 @pytest.mark.parametrize("via", ["staged", "direct"])
 def test_sigkill_then_resume_sends_no_acknowledged_chunk_again(
     emu: EmulatorThread, hub_env: dict, tmp_path: Path, via: str

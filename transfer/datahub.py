@@ -16,9 +16,10 @@ from typing import Any
 
 import aiohttp
 
-from .api import PlatformClient
+from .api import PlatformClient, SpanPayload
 from .envelope import PlatformRefused
 from .errors import ConfigError, Fatal, TransferError
+from .hashing import FileSpan
 from .models import DatahubSpace, RemoteEntry, join_remote
 
 KINDS = ("dataset", "model", "algo", "image")
@@ -200,8 +201,11 @@ class DatahubApi:
 
     async def upload_chunk(
         self, space: DatahubSpace, folder: str, name: str, *, submit_id: str, index: int, total: int,
-        chunk_size: int, data: bytes,
+        data: bytes | FileSpan,
     ) -> None:
+        """One chunk of a direct upload; its `chunkSize` is its own length (protocol.md §6)."""
+        length = data.length if isinstance(data, FileSpan) else len(data)
+
         def form() -> aiohttp.FormData:
             fd = aiohttp.FormData(quote_fields=False)
             fd.add_field("total", str(total))
@@ -210,9 +214,10 @@ class DatahubApi:
             fd.add_field("versionId", space.version_id)
             fd.add_field("currentPath", wire_folder(folder))
             fd.add_field("filePath", name)
-            fd.add_field("chunkSize", str(chunk_size))
+            fd.add_field("chunkSize", str(length))
             fd.add_field("index", str(index))
-            fd.add_field("chunk", data, filename=name, content_type="application/octet-stream")
+            body = SpanPayload(data) if isinstance(data, FileSpan) else data
+            fd.add_field("chunk", body, filename=name, content_type="application/octet-stream")
             return fd
 
         await self.api.call(f"{BASE}/data/uploadFile", form=form)

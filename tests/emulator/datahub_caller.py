@@ -153,7 +153,7 @@ class HubApi:
         pieces = split(data, chunk_size) or [b""]
         for i, piece in enumerate(pieces):
             answer = await self.chunk(
-                asset_id, version_id, submit_id, piece, i, len(pieces), chunk_size, name, current
+                asset_id, version_id, submit_id, piece, i, len(pieces), len(piece), name, current
             )
             assert hub_ok(answer) == "文件上传中，请等待"
         return submit_id

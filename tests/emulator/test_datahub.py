@@ -229,7 +229,7 @@ async def test_direct_upload_assembles_chunks(emu: EmulatorThread, hub: HubApi) 
     submit_id = str(uuid.uuid4())
     pieces = split(DATA, CHUNK)
     for i in (2, 0, 0, 1):  # any order; re-sending an index before assembly is harmless
-        answer = await hub.chunk(asset, v1, submit_id, pieces[i], i, 3, CHUNK, "f.bin", "a/b")
+        answer = await hub.chunk(asset, v1, submit_id, pieces[i], i, 3, len(pieces[i]), "f.bin", "a/b")
         assert hub_ok(answer) == "文件上传中，请等待"
     await hub.wait_file(asset, v1, "a/b", "f.bin", len(DATA))
     target = emu.datahub_path("dataset", asset, v1, "a/b/f.bin")
@@ -264,23 +264,32 @@ async def test_inconsistent_chunks_are_refused(emu: EmulatorThread, hub: HubApi)
         hub.chunk(asset, v1, sid, p[1], 1, 3, CHUNK, "g.bin"),  # filePath
         hub.chunk(asset, v1, sid, p[1], 1, 3, CHUNK, "f.bin", "sub"),  # currentPath
         hub.chunk(other, o1, sid, p[1], 1, 3, CHUNK, "f.bin"),  # id, versionId
-        hub.chunk(asset, v1, sid, p[1] + p[2][:100], 1, 3, 1100, "f.bin"),  # chunkSize
     ):
         assert "不一致" in hub_refused(await changed, 400)
     for bad in (
         hub.chunk(asset, v1, "not-a-uuid", p[1], 1, 3, CHUNK, "f.bin"),
-        hub.chunk(asset, v1, sid, p[1][:999], 1, 3, CHUNK, "f.bin"),  # short, not the last
-        hub.chunk(asset, v1, sid, p[2] + p[2] + b"x", 2, 3, CHUNK, "f.bin"),  # last > chunkSize
+        hub.chunk(asset, v1, sid, p[1][:999], 1, 3, CHUNK, "f.bin"),  # shorter than its chunkSize
+        hub.chunk(asset, v1, sid, p[1][:999], 1, 3, 999, "f.bin"),  # shorter than chunk 0, not the last
+        hub.chunk(asset, v1, sid, p[1] + b"x", 1, 3, CHUNK + 1, "f.bin"),  # longer than chunk 0
+        hub.chunk(asset, v1, sid, p[2], 2, 3, CHUNK, "f.bin"),  # the last states the nominal size
+        hub.chunk(asset, v1, sid, p[2] + p[2] + b"x", 2, 3, 1001, "f.bin"),  # last longer than the others
         hub.chunk(asset, v1, sid, p[1], 1, 3, CHUNK, "d/f.bin"),  # filePath is one name
         hub.chunk(asset, v1, sid, p[1], 1, 3, CHUNK, "f.bin", "../up"),
         hub.chunk(asset, v1, sid, p[1], 3, 3, CHUNK, "f.bin"),  # index >= total
         hub.chunk(asset, v1, sid, p[1], 1, 3, CHUNK, "f.bin", chunkSize="1k"),
+        hub.chunk(asset, v1, str(uuid.uuid4()), b"", 0, 2, 0, "f.bin"),  # empty, not a one-chunk file
     ):
         hub_refused(await bad, 400)
+    assert "分片大小与chunkSize不符" in hub_refused(await hub.chunk(asset, v1, sid, p[2], 2, 3, CHUNK, "f.bin"), 400)
     hub_refused(await hub.chunk(asset, "0" * 32, str(uuid.uuid4()), p[0], 0, 1, CHUNK, "f"))  # no version
     hub_ok(await hub.chunk(asset, v1, sid, p[1], 1, 3, CHUNK, "f.bin"))
-    hub_ok(await hub.chunk(asset, v1, sid, p[2], 2, 3, CHUNK, "f.bin"))
+    hub_ok(await hub.chunk(asset, v1, sid, p[2], 2, 3, len(p[2]), "f.bin"))
     await hub.wait_file(asset, v1, "", "f.bin", len(DATA))
+    # The last chunk first: a later chunk before it may not be shorter than it.
+    sid = str(uuid.uuid4())
+    hub_ok(await hub.chunk(asset, v1, sid, p[2], 2, 3, len(p[2]), "g.bin"))
+    hub_refused(await hub.chunk(asset, v1, sid, p[1][:400], 1, 3, 400, "g.bin"), 400)
+    hub_ok(await hub.chunk(asset, v1, sid, p[1], 1, 3, CHUNK, "g.bin"))
 
 
 async def test_chunks_after_assembly_are_ignored(emu: EmulatorThread, hub: HubApi) -> None:

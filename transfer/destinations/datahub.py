@@ -291,7 +291,7 @@ class DirectDatahubDestination:
                 self.chunk_requests += 1
                 await self.datahub.upload_chunk(
                     space, target.folder, target.name, submit_id=submit_id, index=index, total=total,
-                    chunk_size=self.chunk_size, data=data,
+                    data=data,
                 )
                 await resume.ack_chunk(index, chunk_md5, length)
                 on_bytes(length, True)
