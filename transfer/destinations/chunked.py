@@ -14,6 +14,7 @@ from ..folders import RemoteFolders
 from ..hashing import FileSpan, md5_hex, md5_of_span, read_span
 from ..models import ChunkPlan, Digest, LocalFile, RemoteEntry, RemoteTarget, Space, file_space
 from .base import Confirmation, ConfirmItem, OnBytes, ResumeState, ensure_unchanged
+from .workers import run_workers
 
 SMALL_FILE_THRESHOLD = 1 << 20
 
@@ -87,49 +88,40 @@ class ChunkedDestination:
         on_bytes: OnBytes,
     ) -> None:
         acked = await resume.acked_chunks()
-        limit = asyncio.Semaphore(self.chunks_per_file)
 
         async def one(index: int) -> None:
-            async with limit:
-                offset, length = plan.span(index)
-                reported = held.get(index)
-                if reported is not None and acked.get(index) == reported:
-                    on_bytes(length, False)  # held and known to be ours: no read, no send
-                    return
-                # Hashed here, streamed from the file when sent: no chunk is held in memory.
-                # A file of one chunk is its own chunk: its md5 is known already.
-                if plan.total == 1:
-                    chunk_md5 = digest.md5
-                else:
-                    chunk_md5 = await asyncio.to_thread(md5_of_span, local.path, offset, length)
-                if reported is not None and reported == chunk_md5:
-                    await resume.ack_chunk(index, chunk_md5, 0)
-                    on_bytes(length, False)
-                    return
-                self.chunk_requests += 1
-                if self.bandwidth is not None:
-                    await self.bandwidth.consume(length)
-                await self.api.upload_chunk(
-                    file_space(target),
-                    target.folder,
-                    target.name,
-                    file_md5=digest.md5,
-                    index=index,
-                    total=plan.total,
-                    data=FileSpan(local.path, offset, length, chunk_md5),
-                    chunk_md5=chunk_md5,
-                )
-                await resume.ack_chunk(index, chunk_md5, length)
-                on_bytes(length, True)
+            offset, length = plan.span(index)
+            reported = held.get(index)
+            if reported is not None and acked.get(index) == reported:
+                on_bytes(length, False)  # held and known to be ours: no read, no send
+                return
+            # Hashed here, streamed from the file when sent: no chunk is held in memory.
+            # A file of one chunk is its own chunk: its md5 is known already.
+            if plan.total == 1:
+                chunk_md5 = digest.md5
+            else:
+                chunk_md5 = await asyncio.to_thread(md5_of_span, local.path, offset, length)
+            if reported is not None and reported == chunk_md5:
+                await resume.ack_chunk(index, chunk_md5, 0)
+                on_bytes(length, False)
+                return
+            self.chunk_requests += 1
+            if self.bandwidth is not None:
+                await self.bandwidth.consume(length)
+            await self.api.upload_chunk(
+                file_space(target),
+                target.folder,
+                target.name,
+                file_md5=digest.md5,
+                index=index,
+                total=plan.total,
+                data=FileSpan(local.path, offset, length, chunk_md5),
+                chunk_md5=chunk_md5,
+            )
+            await resume.ack_chunk(index, chunk_md5, length)
+            on_bytes(length, True)
 
-        tasks = [asyncio.create_task(one(i)) for i in range(plan.total)]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        await run_workers(range(plan.total), one, self.chunks_per_file)
 
     async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
         """One listing per folder confirms every file sent into it.

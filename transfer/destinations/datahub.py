@@ -27,9 +27,10 @@ from ..datahub import DatahubApi
 from ..envelope import PlatformRefused
 from ..errors import Fatal, TransferError
 from ..folders import RemoteFolders
-from ..hashing import md5_hex, read_span
+from ..hashing import FileSpan, md5_of_span
 from ..models import ChunkPlan, DatahubSpace, Digest, LocalFile, RemoteEntry, RemoteTarget, Space, join_remote
 from .base import Confirmation, ConfirmItem, Destination, OnBytes, ResumeState, ensure_unchanged
+from .workers import run_workers
 
 log = logging.getLogger("hubsync.datahub")
 
@@ -276,37 +277,32 @@ class DirectDatahubDestination:
         if not submit_id:
             submit_id = str(uuid.uuid4())
             await resume.put(submitId=submit_id)
-        limit = asyncio.Semaphore(self.chunks_per_file)
 
         async def one(index: int) -> None:
-            async with limit:
-                offset, length = plan.span(index) if plan.total else (0, 0)
-                if index in acked:
-                    on_bytes(length, False)
-                    return
-                data = await asyncio.to_thread(read_span, local.path, offset, length) if length else b""
-                chunk_md5 = await asyncio.to_thread(md5_hex, data)
-                if self.bandwidth is not None and length:
-                    await self.bandwidth.consume(length)
-                self.chunk_requests += 1
-                await self.datahub.upload_chunk(
-                    space, target.folder, target.name, submit_id=submit_id, index=index, total=total,
-                    data=data,
-                )
-                await resume.ack_chunk(index, chunk_md5, length)
-                on_bytes(length, True)
+            offset, length = plan.span(index) if plan.total else (0, 0)
+            if index in acked:
+                on_bytes(length, False)
+                return
+            # Hashed here, streamed from the file when sent (checked against this md5 on the
+            # way): no chunk is held in memory. A one-chunk file's chunk md5 is its md5.
+            if plan.total == 1:
+                chunk_md5 = digest.md5
+            else:
+                chunk_md5 = await asyncio.to_thread(md5_of_span, local.path, offset, length)
+            if self.bandwidth is not None and length:
+                await self.bandwidth.consume(length)
+            self.chunk_requests += 1
+            await self.datahub.upload_chunk(
+                space, target.folder, target.name, submit_id=submit_id, index=index, total=total,
+                data=FileSpan(local.path, offset, length, chunk_md5) if length else b"",
+            )
+            await resume.ack_chunk(index, chunk_md5, length)
+            on_bytes(length, True)
 
         # The last chunk completes the file on the platform: send it only after the others, and
         # only when the file is unchanged, so a file edited meanwhile is never assembled.
         last = total - 1
-        tasks = [asyncio.create_task(one(i)) for i in range(last)]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        await run_workers(range(last), one, self.chunks_per_file)
         await asyncio.to_thread(ensure_unchanged, local)
         await one(last)
         await resume.put(uploaded=True)
