@@ -15,6 +15,7 @@ from transfer.errors import AuthFailed, ConfigError, TransferError
 
 from . import commands
 from .config import Config, load_config, parse_size
+from .targets import explain
 
 log = logging.getLogger("hubsync")
 
@@ -152,13 +153,13 @@ def _main(argv: list[str] | None) -> int:
 
             return daemon_main(config, args.config, args.verbose)
     except ConfigError as exc:
-        out.warn(f"hubsync: {exc}")
+        out.warn(f"hubsync: {explain(exc)}")
         return commands.EXIT_USAGE
     except AuthFailed as exc:
         out.warn(f"hubsync: authentication failed: {exc}")
         return commands.EXIT_AUTH
     except TransferError as exc:
-        out.warn(f"hubsync: {exc}")
+        out.warn(f"hubsync: {explain(exc)}")
         return commands.EXIT_FAILED
     except KeyboardInterrupt:
         return commands.EXIT_INTERRUPTED

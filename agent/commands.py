@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from transfer.engine import RunSummary
-from transfer.errors import ConfigError, TransferError
+from transfer.errors import ConfigError, TransferError, VersionNotFound
 from transfer.journal import JournalView
 from transfer.models import DatahubSpace
 from transfer.progress import Event, FanoutSink, ProgressSink
@@ -180,7 +180,7 @@ async def _remove_stale_parts(services: Services, out: Output) -> None:
 async def _dry_run_target(services: Services, remote: DatahubRemote, args: Any) -> Target:
     try:
         return await resolve(services, remote)
-    except ConfigError:
+    except VersionNotFound:
         # Only a missing version is expected here; an unknown asset is still an error.
         asset = await services.resolver().asset(remote.kind, remote.asset)
         return Target(DatahubSpace(remote.kind, asset.id, "(new)", asset.name, remote.version), remote.path,

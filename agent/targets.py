@@ -13,7 +13,7 @@ from transfer.datahub import DatahubApi, Resolver
 from transfer.destinations.base import Destination
 from transfer.destinations.datahub import DatahubTree, DirectDatahubDestination, StagedDatahubDestination
 from transfer.engine import SendItem
-from transfer.errors import ConfigError
+from transfer.errors import ConfigError, ParentNotApplicable, ParentNotFound, VersionNotFound
 from transfer.models import DatahubSpace, RemoteEntry, RemoteTarget, Space, join_remote
 
 from .remotes import DatahubRemote, FileRemote, Remote
@@ -154,6 +154,17 @@ async def resolve(services: Services, remote: Remote, *, create_version: str | N
     return Target(space, remote.path, str(remote))
 
 
+def explain(exc: Exception) -> str:
+    """An engine error as the CLI tells it: with the option that fixes it, where one does."""
+    if isinstance(exc, VersionNotFound):
+        return f"{exc}; use --create-version {exc.version} to create it"
+    if isinstance(exc, ParentNotFound):
+        return f"--parent {exc.parent!r}: {exc}"
+    if isinstance(exc, ParentNotApplicable):
+        return f"--parent does not apply here: {exc}"
+    return str(exc)
+
+
 def summary_fields(target: Target) -> dict[str, Any]:
     fields: dict[str, Any] = {"remote": str(target)}
     if isinstance(target.space, DatahubSpace):
@@ -161,4 +172,4 @@ def summary_fields(target: Target) -> dict[str, Any]:
     return fields
 
 
-__all__ = ["Target", "resolve", "summary_fields", "DatahubApi", "Resolver"]
+__all__ = ["Target", "explain", "resolve", "summary_fields", "DatahubApi", "Resolver"]

@@ -12,10 +12,11 @@ import pytest
 from agent.scanner import Excludes, scan
 from emulator.testing import EmulatorThread
 from transfer.api import PlatformClient
-from transfer.datahub import DatahubApi
+from transfer.datahub import DatahubApi, Resolver
 from transfer.destinations.chunked import ChunkedDestination
 from transfer.destinations.datahub import StagedDatahubDestination
 from transfer.engine import Engine, SendItem
+from transfer.errors import AssetNotFound, ParentNotApplicable, VersionNotFound
 from transfer.folders import RemoteFolders
 from transfer.journal import Journal
 from transfer.models import DatahubSpace, RemoteTarget, join_remote, split_remote
@@ -227,7 +228,8 @@ def test_failed_version_creation_and_lost_import_are_errors(emu: EmulatorThread,
     emu.faults.update({"datahub_create_fail": True})
     failed = run_cli(["--json", "sync", str(src), "model:gpt@v9", "--create-version", "v9"], hub_env)
     assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-2000:]
-    assert "createStatus 2" in failed.stderr
+    assert "createStatus 2" in failed.stderr and "'v9'" in failed.stderr and "'gpt'" in failed.stderr
+    assert "Traceback" not in failed.stderr
     emu.faults.update({"datahub_create_fail": False, "datahub_import_drop": True})
     config = tmp_path / "hubsync.toml"
     config.write_text("[datahub]\npoll_timeout = 2\n")
@@ -238,6 +240,56 @@ def test_failed_version_creation_and_lost_import_are_errors(emu: EmulatorThread,
     assert "not shown in the version" in summary["failures"][0]["error"]
     # the staged copy is kept: it is the only copy the platform has
     assert len(staged_files(emu)) == 1
+
+
+def test_version_creation_that_does_not_finish_in_time_is_an_error(
+    emu: EmulatorThread, hub_env: dict, tmp_path: Path
+) -> None:
+    emu.datahub_create_asset("model", "gpt2", ("master",))
+    src = tmp_path / "src"
+    write_random(src / "w.bin", 1000, seed=3)
+    emu.faults.update({"datahub_create_delay": 120})
+    config = tmp_path / "hubsync.toml"
+    config.write_text("[datahub]\npoll_timeout = 1\n")
+    slow = run_cli(["--config", str(config), "sync", str(src), "model:gpt2@v2", "--create-version", "v2"], hub_env)
+    assert slow.returncode == 1, slow.stdout[-2000:] + slow.stderr[-2000:]
+    line = slow.stderr.strip().splitlines()[-1]
+    assert "'v2'" in line and "'gpt2'" in line and "not created within 1s" in line and "createStatus 0" in line
+    assert "Traceback" not in slow.stderr
+    # A version still being created when the run starts is waited for with the same deadline.
+    again = run_cli(["--config", str(config), "sync", str(src), "model:gpt2@v2"], hub_env)
+    assert again.returncode == 1 and "not created within 1s" in again.stderr
+
+
+async def test_resolver_raises_typed_errors_naming_no_option(emu: EmulatorThread) -> None:
+    """The engine reports what is wrong; the hint of which option fixes it is the CLI's."""
+    asset_id, _ = emu.datahub_create_asset("image", "cuda", ("v1",))
+    async with PlatformClient(emu.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:
+        resolver = Resolver(DatahubApi(api))
+        with pytest.raises(VersionNotFound) as missing:
+            await resolver.resolve("image", "cuda", "v7")
+        assert (missing.value.kind, missing.value.asset, missing.value.version, missing.value.versions) == (
+            "image", "cuda", "v7", ["v1"])
+        with pytest.raises(AssetNotFound) as unknown:
+            await resolver.resolve("image", "cudaa", "v1")
+        assert unknown.value.others == [(asset_id, "cuda")] and not unknown.value.similar
+        with pytest.raises(ParentNotApplicable):
+            await resolver.resolve("image", "cuda", "v2", create=True, parent="v1")
+        for error in (missing.value, unknown.value):
+            assert "--" not in str(error)
+
+
+def test_cli_phrases_the_options(emu: EmulatorThread, hub_env: dict, tmp_path: Path) -> None:
+    emu.datahub_create_asset("image", "cuda", ("v1",))
+    emu.datahub_create_asset("model", "bert", ("v1",))
+    src = tmp_path / "src"
+    write_random(src / "x.bin", 10, seed=1)
+    parent = run_cli(["sync", str(src), "image:cuda@v2", "--create-version", "v2", "--parent", "v1"], hub_env)
+    assert parent.returncode == 2 and "--parent does not apply" in parent.stderr and "'cuda'" in parent.stderr
+    no_parent = run_cli(["sync", str(src), "model:bert@v2", "--create-version", "v2", "--parent", "v0"], hub_env)
+    assert no_parent.returncode == 2 and "--parent 'v0'" in no_parent.stderr and "v1" in no_parent.stderr
+    missing = run_cli(["sync", str(src), "model:bert@v3"], hub_env)
+    assert missing.returncode == 2 and "use --create-version v3" in missing.stderr
 
 
 def test_unknown_and_ambiguous_names_exit_2_with_candidates(emu: EmulatorThread, hub_env: dict, tmp_path: Path) -> None:
@@ -304,6 +356,33 @@ def test_image_version_starts_empty_and_lists_through_the_image_call(
     assert v2["parentId"] in ("", None)
     assert sorted(p.name for p in emu.datahub_path("image", asset_id, v2["id"]).rglob("*") if p.is_file()) == [
         "layer2.tar"]
+    paths = [e["path"] for e in emu.log_entries()]
+    assert any(p.endswith("/image/queryImageFileList") for p in paths)
+    assert not any(p.endswith("/data/queryFileList") for p in paths)
+
+
+@pytest.mark.parametrize("via", ["staged", "direct"])
+def test_image_end_to_end(emu: EmulatorThread, hub_env: dict, tmp_path: Path, via: str) -> None:
+    """Sync, re-sync, list and delete inside an image version: every listing is the image call."""
+    asset_id, (v1,) = emu.datahub_create_asset("image", "cuda-base")
+    src = tmp_path / "src"
+    sizes = {"layer.tar": 300_001, "etc/conf 配置.json": 17, "etc/gone.txt": 5}
+    for i, (rel, size) in enumerate(sizes.items()):
+        write_random(src / rel, size, seed=i)
+    remote = "image:cuda-base@v1:/rootfs"
+    first = run_cli(["--json", "sync", str(src), remote, "--via", via], hub_env)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    for rel in sizes:
+        assert md5_of(emu.datahub_path("image", asset_id, v1, f"rootfs/{rel}")) == md5_of(src / rel), rel
+    assert summary_of(run_cli(["--json", "sync", str(src), remote, "--via", via], hub_env))["files_skipped"] == 3
+    listing = run_cli(["--json", "ls", f"{remote}/etc"], hub_env)
+    assert listing.returncode == 0, listing.stderr
+    assert {o["name"] for o in json_lines(listing.stdout)} == {"conf 配置.json", "gone.txt"}
+    (src / "etc" / "gone.txt").unlink()
+    deleted = run_cli(["--json", "sync", str(src), remote, "--via", via, "--delete"], hub_env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not emu.datahub_path("image", asset_id, v1, "rootfs/etc/gone.txt").exists()
+    assert emu.datahub_path("image", asset_id, v1, "rootfs/etc/conf 配置.json").exists()
     paths = [e["path"] for e in emu.log_entries()]
     assert any(p.endswith("/image/queryImageFileList") for p in paths)
     assert not any(p.endswith("/data/queryFileList") for p in paths)

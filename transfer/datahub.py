@@ -18,7 +18,15 @@ import aiohttp
 
 from .api import PlatformClient, SpanPayload
 from .envelope import PlatformRefused
-from .errors import ConfigError, Fatal, TransferError
+from .errors import (
+    AmbiguousName,
+    AssetNotFound,
+    ParentNotApplicable,
+    ParentNotFound,
+    TransferError,
+    VersionCreateFailed,
+    VersionNotFound,
+)
 from .hashing import FileSpan
 from .models import DatahubSpace, RemoteEntry, join_remote
 
@@ -247,17 +255,9 @@ class Resolver:
         if len(exact) == 1:
             return exact[0]
         if len(exact) > 1:
-            raise ConfigError(
-                f"{kind} name {name_or_id!r} is ambiguous: {len(exact)} assets have it; use the id:\n"
-                + "\n".join(f"  {a.id}  {a.name}  (author {a.author or '?'})" for a in exact)
-            )
-        similar = candidates or await self.datahub.assets(kind, "")
-        listing = "\n".join(f"  {a.id}  {a.name}" for a in similar[:30])
-        more = f"\n  ... and {len(similar) - 30} more" if len(similar) > 30 else ""
-        raise ConfigError(
-            f"no {kind} named {name_or_id!r}"
-            + (f"; {'similar' if candidates else 'existing'} {kind}s:\n{listing}{more}" if similar else f"; there are no {kind}s")
-        )
+            raise AmbiguousName(f"{kind} name", name_or_id, [(a.id, a.name, f"author {a.author or '?'}") for a in exact])
+        others = candidates or await self.datahub.assets(kind, "")
+        raise AssetNotFound(kind, name_or_id, [(a.id, a.name) for a in others], similar=bool(candidates))
 
     @staticmethod
     def _match(versions: list[Version], name_or_id: str) -> list[Version]:
@@ -272,17 +272,10 @@ class Resolver:
         versions = await self.datahub.versions(kind, found.id)
         matches = self._match(versions, version)
         if len(matches) > 1:
-            raise ConfigError(
-                f"version {version!r} of {kind} {found.name!r} is ambiguous:\n"
-                + "\n".join(f"  {v.id}  {v.name}" for v in matches)
-            )
+            raise AmbiguousName(f"version of {kind} {found.name!r}", version, [(v.id, v.name, "") for v in matches])
         if not matches:
             if not create:
-                names = ", ".join(v.name for v in versions) or "none"
-                raise ConfigError(
-                    f"{kind} {found.name!r} has no version {version!r} (versions: {names});"
-                    f" use --create-version {version} to create it"
-                )
+                raise VersionNotFound(kind, found.name, version, [v.name for v in versions])
             chosen = await self._create(kind, found, versions, version, parent)
         else:
             chosen = matches[0]
@@ -297,12 +290,11 @@ class Resolver:
         if kind == "image":
             parent_id = ""
             if parent:
-                raise ConfigError("--parent does not apply to images: an image version starts empty")
+                raise ParentNotApplicable(kind, asset.name)
         elif parent:
             candidates = self._match(versions, parent)
             if len(candidates) != 1:
-                names = ", ".join(v.name for v in versions) or "none"
-                raise ConfigError(f"--parent {parent!r}: no single such version of {asset.name!r} (versions: {names})")
+                raise ParentNotFound(kind, asset.name, parent, [v.name for v in versions])
             parent_id = candidates[0].id
         else:
             finished = [v for v in versions if v.status == CREATED]
@@ -319,19 +311,12 @@ class Resolver:
             if matches and matches[0].status == CREATED:
                 return matches[0]
             if matches and matches[0].status == CREATE_FAILED:
-                raise VersionCreateFailed(f"the platform failed to create version {name!r} of {kind} {asset.name!r}"
-                                          " (createStatus 2)")
+                raise VersionCreateFailed(kind, asset.name, name, "the platform reports createStatus 2 (failed)")
             if self.datahub.clock() >= deadline:
                 state = "not listed" if not matches else f"createStatus {matches[0].status}"
-                raise VersionCreateFailed(
-                    f"version {name!r} of {kind} {asset.name!r} was not created within {self.poll_timeout:.0f}s ({state})"
-                )
+                raise VersionCreateFailed(kind, asset.name, name, f"not created within {self.poll_timeout:.0f}s ({state})")
             await self.sleep(delay)
             delay = min(delay * 2, 5.0)
-
-
-class VersionCreateFailed(Fatal):
-    """The platform's asynchronous version creation ended in failure or did not end in time."""
 
 
 __all__ = ["DatahubApi", "DatahubSpace", "Resolver", "VersionCreateFailed", "TransferError", "KINDS"]

@@ -45,3 +45,58 @@ class LocalFileChanged(TransferError):
 
 class ConfigError(Exception):
     """A configuration or usage problem; the CLI exits 2."""
+
+
+# -- datahub names: typed so that the application phrases them (the engine names no CLI flag) --
+
+
+class AssetNotFound(ConfigError):
+    """No asset of this kind has this name (or id); `others` are (id, name) of similar or existing ones."""
+
+    def __init__(self, kind: str, name: str, others: list[tuple[str, str]], similar: bool) -> None:
+        self.kind, self.name, self.others, self.similar = kind, name, others, similar
+        listing = "\n".join(f"  {i}  {n}" for i, n in others[:30])
+        more = f"\n  ... and {len(others) - 30} more" if len(others) > 30 else ""
+        tail = f"; {'similar' if similar else 'existing'} {kind}s:\n{listing}{more}" if others else f"; there are no {kind}s"
+        super().__init__(f"no {kind} named {name!r}{tail}")
+
+
+class AmbiguousName(ConfigError):
+    """Several assets (or versions of one asset) have this name; `matches` are (id, name, detail)."""
+
+    def __init__(self, what: str, name: str, matches: list[tuple[str, str, str]]) -> None:
+        self.what, self.name, self.matches = what, name, matches
+        rows = "\n".join(f"  {i}  {n}" + (f"  ({d})" if d else "") for i, n, d in matches)
+        super().__init__(f"{what} {name!r} is ambiguous: {len(matches)} have it; use the id:\n{rows}")
+
+
+class VersionNotFound(ConfigError):
+    """The asset has no version of this name (or id); `versions` are the names it has."""
+
+    def __init__(self, kind: str, asset: str, version: str, versions: list[str]) -> None:
+        self.kind, self.asset, self.version, self.versions = kind, asset, version, versions
+        super().__init__(f"{kind} {asset!r} has no version {version!r} (versions: {', '.join(versions) or 'none'})")
+
+
+class ParentNotFound(ConfigError):
+    """The version to create a new one from is not a single version of the asset."""
+
+    def __init__(self, kind: str, asset: str, parent: str, versions: list[str]) -> None:
+        self.kind, self.asset, self.parent, self.versions = kind, asset, parent, versions
+        super().__init__(f"no single version {parent!r} of {kind} {asset!r} (versions: {', '.join(versions) or 'none'})")
+
+
+class ParentNotApplicable(ConfigError):
+    """An image version always starts empty: it has no parent version."""
+
+    def __init__(self, kind: str, asset: str) -> None:
+        self.kind, self.asset = kind, asset
+        super().__init__(f"a new version of {kind} {asset!r} starts empty: it takes no parent version")
+
+
+class VersionCreateFailed(Fatal):
+    """The platform's asynchronous version creation failed (createStatus 2) or did not end in time."""
+
+    def __init__(self, kind: str, asset: str, version: str, reason: str) -> None:
+        self.kind, self.asset, self.version, self.reason = kind, asset, version, reason
+        super().__init__(f"creating version {version!r} of {kind} {asset!r} failed: {reason}")

@@ -85,7 +85,7 @@ class Destination(Protocol):
 
 
 class RemoteTree(Protocol):
-    """Listing and deleting on the remote side (for --delete, ls and verification)."""
+    """Listing and deleting on the remote side (for deletes of extras, listings and verification)."""
 
     async def list(self, space: Space, folder: str) -> builtins.list[RemoteEntry]: ...
 

@@ -313,7 +313,7 @@ class DirectDatahubDestination:
 
 
 class DatahubTree:
-    """List and delete inside a version (for ls and --delete)."""
+    """List and delete inside a version (for listings and deletes of extras)."""
 
     def __init__(self, datahub: DatahubApi) -> None:
         self.datahub = datahub
