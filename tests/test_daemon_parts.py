@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from agent.daemon.watcher import Inbox, OverflowAlarm, Watcher, WatchMode, choos
 from agent.scanner import Excludes
 from transfer.bandwidth import TokenBucket
 from transfer.engine import SendItem
+from transfer.errors import AuthFailed
 from transfer.models import LocalFile, RemoteTarget, Space
 
 from .conftest import wait_for
@@ -126,6 +128,65 @@ async def test_lanes_send_everything_and_a_file_changed_while_sent_goes_again() 
     gate.set()
     await asyncio.wait_for(until(lambda: sent.count("slow") == 2), 10)
     assert await s.drain(1.0)
+
+
+async def test_a_refused_login_pauses_the_queue_without_counting_a_file_failure() -> None:
+    refused: list[AuthFailed] = []
+    calls = 0
+
+    async def send(job: str, items: list[SendItem]) -> dict[str, str]:
+        nonlocal calls
+        calls += 1
+        raise AuthFailed("login refused", endpoint="/prod-api/login")
+
+    s = Scheduler(SchedulerSettings(), send, Clock(), on_auth_failed=refused.append)
+    s.submit("j", item("a", 1))
+    s.submit("j", item("b", 2))
+    batch = s._take()
+    assert batch is not None
+    await s._run(*batch)
+    assert s.paused and len(refused) == 1 and calls == 1
+    counts = s.counts("j")
+    assert (counts.queued, counts.failing, counts.failed) == (2, 0, 0)  # queued as they were, no attempt
+    assert all(e.attempts == 0 for e in s._entries.values())
+    s.start()
+    await asyncio.sleep(0)  # the lanes run once: paused, they take nothing
+    assert calls == 1
+    sent = asyncio.Event()
+
+    async def works(job: str, items: list[SendItem]) -> dict[str, str]:
+        sent.set()
+        return {}
+
+    s._send = works
+    s.resume()
+    await asyncio.wait_for(sent.wait(), 10)
+    assert await s.drain(1.0) and s.counts("j").done == 2
+
+
+async def test_a_bug_or_a_state_dir_error_is_no_file_failure_and_the_bug_is_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors = [KeyError("oops"), sqlite3.OperationalError("database or disk is full")]
+
+    async def send(job: str, items: list[SendItem]) -> dict[str, str]:
+        raise errors.pop(0)
+
+    clock = Clock()
+    s = Scheduler(SchedulerSettings(retry_seconds=2), send, clock)
+    s.submit("j", item("a", 1))
+    with caplog.at_level(logging.ERROR, logger="hubsync.daemon"):
+        for expected in ("internal error (KeyError)", "database or disk is full"):
+            batch = s._take()
+            assert batch is not None
+            await s._run(*batch)
+            entry = s._entries[("j", "a")]
+            assert expected in (entry.last_error or "") and s.counts("j").failed == 0
+            clock.now = entry.not_before  # backed off like a failing file
+    bug, disk = caplog.records
+    assert bug.exc_info is not None and bug.exc_info[0] is KeyError  # the traceback goes to the log
+    assert disk.exc_info is None and "disk is full" in disk.getMessage()
+
 
 
 # -- watcher -----------------------------------------------------------------------------------
@@ -283,3 +344,32 @@ def test_invalid_daemon_settings_are_named(tmp_path: Path, toml: str, key: str) 
     with pytest.raises(ConfigError) as err:
         load_config(cfg, env={})
     assert key in str(err.value)
+
+
+def test_the_json_log_holds_warnings_and_tracebacks_as_json_lines() -> None:
+    import io
+    import json
+    import warnings
+
+    from agent.daemon.logs import setup_json_logging
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        setup_json_logging(stream=stream)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("coroutine was never awaited", RuntimeWarning, stacklevel=1)
+        try:
+            {}["missing"]  # noqa: B018 - a real exception with a real traceback
+        except KeyError:
+            logging.getLogger("hubsync.daemon").error("internal error", exc_info=True)
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]  # every line is one JSON object
+    warning, error = lines
+    assert warning["logger"] == "py.warnings" and "RuntimeWarning: coroutine was never awaited" in warning["message"]
+    assert error["error"] == "KeyError: 'missing'" and error["traceback"].startswith("Traceback")

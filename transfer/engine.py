@@ -394,6 +394,8 @@ class Engine:
                                                         e.record.chunk_size or self.chunk_size))
                     for e in group
                 ])
+            except AuthFailed:
+                raise  # not the files' fault: they stay unconfirmed (merged), the next run confirms them
             except TransferError as exc:
                 results = None
                 error = _describe(exc)

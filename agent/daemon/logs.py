@@ -27,7 +27,9 @@ class JsonFormatter(logging.Formatter):
             line["message"] = message
         line.update({k: v for k, v in fields.items() if v is not None})
         if record.exc_info and record.exc_info[0] is not None:
-            line["error"] = line.get("error") or self.formatException(record.exc_info).splitlines()[-1]
+            trace = self.formatException(record.exc_info)
+            line["error"] = line.get("error") or trace.splitlines()[-1]
+            line["traceback"] = trace  # inside the JSON line: the log stays one object per line
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
@@ -40,6 +42,8 @@ def setup_json_logging(verbose: int = 0, stream: IO[str] | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    # warnings.warn (watchdog's RuntimeWarnings, deprecations) would print raw text on stderr.
+    logging.captureWarnings(True)
     # Library chatter stays out unless asked for.
     for noisy in ("asyncio", "aiohttp.access", "asyncssh", "watchdog"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)

@@ -11,16 +11,20 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from transfer.engine import SendItem
+from transfer.errors import AuthFailed, TransferError
 
 log = logging.getLogger("hubsync.daemon")
 
 # (job, items) -> {rel: error} for the items that failed; the others are done.
 BatchSender = Callable[[str, list[SendItem]], Awaitable[dict[str, str]]]
+# Told when a batch met a refused login; the scheduler has paused itself (resume() ends it).
+AuthFailedHook = Callable[[AuthFailed], None]
 
 
 @dataclass
@@ -69,9 +73,11 @@ class Scheduler:
     """The daemon's queue. Single-threaded: call everything from the event loop."""
 
     def __init__(self, settings: SchedulerSettings, send: BatchSender,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, on_auth_failed: AuthFailedHook | None = None) -> None:
         self.settings = settings
         self._send = send
+        self._on_auth_failed = on_auth_failed
+        self._paused = False
         self._clock = clock
         self._entries: dict[tuple[str, str], Entry] = {}
         self._ready: list[_Ref] = []
@@ -148,6 +154,18 @@ class Scheduler:
         self._lanes = []
         return not pending
 
+    def pause(self) -> None:
+        """Start no batch until resume() (a refused login: no file can succeed)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
     def cancel_now(self) -> None:
         """Interrupt the batches in flight (a second SIGTERM)."""
         self._stopping = True
@@ -156,10 +174,10 @@ class Scheduler:
 
     async def _lane(self) -> None:
         while not self._stopping:
-            batch = self._take()
+            batch = None if self._paused else self._take()
             if batch is None:
                 self._wake.clear()
-                wait = self._next_retry()
+                wait = None if self._paused else self._next_retry()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=wait)
                 except TimeoutError:
@@ -173,30 +191,61 @@ class Scheduler:
             self._active[(job, entry.rel)] = entry
             if entry.attempts:
                 counts.retries += 1
+        # What the engine reports per file is a file failure; what escapes it concerns the
+        # whole batch (a refused login, the journal, a bug) and is handled by what it is.
         try:
             try:
                 failures = await self._send(job, [e.item for e in entries])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug or a lost login must not end the daemon: retry later
-                log.error("batch of %d files failed: %s", len(entries), exc,
+            except AuthFailed as exc:
+                self._requeue(job, entries, exc)
+                return
+            except (TransferError, OSError, sqlite3.Error) as exc:  # the platform or the state dir: retry later
+                log.error("batch of %d files not sent: %s", len(entries), exc,
                           extra={"fields": {"event": "batch_failed", "job": job, "error": str(exc)}})
-                failures = {e.rel: str(exc) or type(exc).__name__ for e in entries}
+                self._settle(job, entries, {e.rel: f"not sent: {exc}" for e in entries}, of_files=False)
+                return
+            except Exception as exc:  # a bug: logged with its traceback, the daemon and the other jobs go on
+                log.error("internal error while sending a batch of %d files: %s: %s", len(entries),
+                          type(exc).__name__, exc, exc_info=True,
+                          extra={"fields": {"event": "internal_error", "job": job}})
+                message = f"not sent: internal error ({type(exc).__name__}), see the daemon's log"
+                self._settle(job, entries, {e.rel: message for e in entries}, of_files=False)
+                return
         finally:
             for entry in entries:
                 self._active.pop((job, entry.rel), None)
+        self._settle(job, entries, failures, of_files=True)
+
+    def _requeue(self, job: str, entries: list[Entry], exc: AuthFailed) -> None:
+        """A refused login: pause, and keep the batch queued as it was (no attempt counted)."""
+        self.pause()
+        for entry in entries:
+            key = (job, entry.rel)
+            self._active.pop(key, None)
+            again = self._again.pop(key, None)
+            if key in self._entries:
+                heapq.heappush(self._ready, _Ref(self._key(entry), entry.seq, job, entry.rel))
+            if again is not None:
+                self.submit(job, again)
+        if self._on_auth_failed is not None:
+            self._on_auth_failed(exc)
+
+    def _settle(self, job: str, entries: list[Entry], failures: dict[str, str], *, of_files: bool) -> None:
+        """Done, or back off; `of_files` False: the batch failed as a whole (not counted as file failures)."""
         now = self._clock()
         for entry in entries:
             key = (job, entry.rel)
+            self._active.pop(key, None)
             error = failures.get(entry.rel)
             again = self._again.pop(key, None)
-            if job not in self._counts:
+            counts = self._counts.get(job)
+            if counts is None:
                 continue  # the job was removed meanwhile
             if error is None:
                 counts.done += 1
                 self._entries.pop(key, None)
             else:
-                counts.failed += 1
+                counts.failed += of_files
                 entry.attempts += 1
                 entry.last_error = error
                 entry.not_before = now + self.backoff(entry.attempts)
