@@ -134,7 +134,7 @@ def _main(argv: list[str] | None) -> int:
 
             return run_demo()
         config, warnings = load_config(args.config)
-        for warning in warnings:
+        for warning in warnings if args.command != "daemon" else []:  # the daemon logs them as JSON
             out.warn(warning)
         _apply_flags(config, args)
         if args.command == "status":
@@ -151,7 +151,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "daemon":
             from .daemon.runner import main as daemon_main
 
-            return daemon_main(config, args.config, args.verbose)
+            return daemon_main(config, args.config, args.verbose, warnings=warnings)
     except ConfigError as exc:
         out.warn(f"hubsync: {explain(exc)}")
         return commands.EXIT_USAGE

@@ -152,6 +152,9 @@ class DaemonConfig(_Section):
     order: Literal["smallest", "largest", "oldest"] = "smallest"
     retry_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=600.0, gt=0)
+    # A refused login pauses the jobs; logins are tried again after doubling delays, capped.
+    login_retry_seconds: float = Field(default=5.0, gt=0)
+    login_retry_max_seconds: float = Field(default=600.0, gt=0)
     timetable: list[str] = Field(default_factory=list)
 
     @field_validator("metrics")

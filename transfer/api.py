@@ -234,6 +234,13 @@ class PlatformClient:
             raise AuthFailed("login answered without a token", endpoint="/prod-api/login")
         return token
 
+    async def relogin(self, password: str | None = None) -> None:
+        """Log in now, with `password` from now on if given (a daemon paused by a refused login)."""
+        if password is not None:
+            self._password = password
+        current = self.tokens.current()
+        await self.tokens.refresh(current.value if current else None)
+
     # -- identity --------------------------------------------------------------------------
     async def user(self) -> UserInfo:
         """The caller's userId (from getInfo, cached for the client's life)."""

@@ -19,10 +19,11 @@ from typing import Any
 
 from transfer.bandwidth import TokenBucket
 from transfer.engine import SendItem
-from transfer.errors import ConfigError, TransferError
+from transfer.errors import AuthFailed, ConfigError, Retryable, TransferError
 
 from ..config import Config, load_config
 from ..service import Services
+from .authpause import AuthPause
 from .job import Job, JobPlan
 from .logs import event as log_event
 from .logs import setup_json_logging
@@ -36,6 +37,7 @@ from .timetable import UNLIMITED, Timetable
 from .watcher import OverflowAlarm
 
 STATUS_PERIOD = 1.0
+log = logging.getLogger("hubsync.daemon")
 _RESTART_ONLY = ("platform", "transfer", "sftp", "state", "datahub")
 
 
@@ -87,6 +89,10 @@ class Daemon:
         self._task: asyncio.Task[int] | None = None
         self._started = time.time()
         self._last_status = ""
+        d = config.daemon
+        self.auth = AuthPause(d.login_retry_seconds, d.login_retry_max_seconds)
+        self._password_stamp: tuple[int, ...] | None = None
+        self._job_errors: dict[str, str] = {}
 
     # -- the whole life ------------------------------------------------------------------------
     async def run(self) -> int:
@@ -112,10 +118,11 @@ class Daemon:
         self._signals()  # from the start: a SIGTERM while starting up is a clean stop too
         services = self.services = await Services.open(self.config)
         try:
-            await services.namespace()  # log in now: wrong credentials end here (exit 3)
+            # Log in now; refused credentials pause here (the process stays, status says why).
+            plans = await self._first_login(services, plans, snapshot_path(state_dir))
             self._bandwidth(services)
             self.slots = asyncio.Semaphore(self.config.transfer.transfers)
-            self.scheduler = Scheduler(_settings(self.config), self._send)
+            self.scheduler = Scheduler(_settings(self.config), self._send, on_auth_failed=self._batch_refused)
             self.alarm.attach()
             for plan in plans:
                 await self._add(plan)
@@ -166,10 +173,9 @@ class Daemon:
                 self._reload = False
                 await self._reload_config()
             for job in list(self.jobs.values()):
-                try:
-                    await job.tick()
-                except Exception as exc:  # one job's trouble must not stop the others
-                    log_event(logging.ERROR, "job_error", job=job.name, error=f"{type(exc).__name__}: {exc}")
+                await self._tick(job)
+            if self.auth.paused:
+                await self._auth_tick()
             now = time.monotonic()
             interval = self.notifier.watchdog_interval
             if interval and now - last_ping >= interval:
@@ -186,11 +192,103 @@ class Daemon:
                 deadline = job.next_deadline()
                 if deadline is not None:
                     timeout = min(timeout, deadline - now)
+            if self.auth.paused:
+                timeout = min(timeout, self.auth.next_attempt - now)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, timeout))
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    async def _tick(self, job: Job) -> None:
+        """One job's events; its trouble never stops the others (a bug is logged with its traceback, once)."""
+        try:
+            await job.tick()
+        except OSError as exc:
+            log_event(logging.ERROR, "job_error", job=job.name, error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug in one job: the daemon and the other jobs go on
+            text = f"{type(exc).__name__}: {exc}"
+            if self._job_errors.get(job.name) != text:  # the same bug every tick: its traceback once
+                self._job_errors[job.name] = text
+                log.error("internal error in job %s: %s", job.name, text, exc_info=True,
+                          extra={"fields": {"event": "internal_error", "job": job.name}})
+
+    # -- refused logins ----------------------------------------------------------------------------
+    async def _first_login(self, services: Services, plans: list[JobPlan], status_file: Path) -> list[JobPlan]:
+        """Log in before the jobs start; while refused, retry with back-off (SIGHUP may bring new jobs)."""
+        assert self._wake is not None
+        while True:
+            try:
+                await services.namespace()
+                return plans
+            except AuthFailed as exc:
+                self._refused(exc)
+            except Retryable as exc:  # the platform is down or unreachable: the daemon waits for it
+                self._refused(exc, unreachable=True)
+            while self.auth.paused:
+                if self._reload:
+                    self._reload = False
+                    loaded = await self._load_new()
+                    if loaded is not None:
+                        self._take_credentials(loaded[0])
+                        self.config = self.config.model_copy(update={"watch": loaded[0].watch})
+                        plans = loaded[1]
+                await self._auth_tick()
+                await self._write_status(status_file)
+                if self.auth.paused:
+                    wait = min(STATUS_PERIOD, self.auth.next_attempt - time.monotonic())
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, wait))
+                    except TimeoutError:
+                        pass
+                    self._wake.clear()
+
+    def _batch_refused(self, exc: AuthFailed) -> None:
+        """The scheduler met a refused login (and paused itself): start the login back-off."""
+        if not self.auth.paused:  # the other batches in flight meet the same refusal: one step
+            self._refused(exc)
+
+    def _refused(self, exc: TransferError | ConfigError, *, unreachable: bool = False) -> None:
+        delay = self.auth.refused(str(exc), time.monotonic(), unreachable=unreachable)
+        if self.scheduler is not None:
+            self.scheduler.pause()
+        what = "cannot reach the platform" if unreachable else "authentication failed"
+        log_event(logging.ERROR, "auth_failed", f"{what}: {exc}; the jobs are paused, their files stay"
+                  f" queued; next login attempt in {delay:g}s (sooner when the password file changes or on SIGHUP)",
+                  attempts=self.auth.attempts, retry_in=delay)
+
+    async def _auth_tick(self) -> None:
+        """While paused: try to log in when the back-off allows, or at once when the password file changed."""
+        stamp = await asyncio.to_thread(_file_stamp, self.config.platform.password_file)
+        if stamp != self._password_stamp:
+            if self._password_stamp is not None:
+                self.auth.hurry()
+            self._password_stamp = stamp
+        if not self.auth.due(time.monotonic()):
+            return
+        assert self.services is not None
+        try:
+            password = await asyncio.to_thread(self.config.password)  # password_file read afresh
+            await self.services.api.relogin(password or None)
+        except Retryable as exc:
+            self._refused(exc, unreachable=True)
+            return
+        except (TransferError, ConfigError) as exc:  # refused, or the password file unreadable
+            self._refused(exc)
+            return
+        was = self.auth.attempts
+        self.auth.resumed()
+        self._password_stamp = None
+        if self.scheduler is not None:
+            self.scheduler.resume()
+        log_event(logging.INFO, "auth_ok", "logged in again: the jobs resume", refused_attempts=was)
+
+    def _take_credentials(self, config: Config) -> None:
+        """SIGHUP: the password (or password file) is taken for the next login; a paused daemon tries at once."""
+        fields = {k: getattr(config.platform, k) for k in ("password", "password_file")}
+        self.config = self.config.model_copy(update={"platform": self.config.platform.model_copy(update=fields)})
+        if self.auth.paused:
+            self.auth.hurry()
 
     def wake(self) -> None:
         """Thread-safe: the watcher threads call this when events arrive."""
@@ -249,16 +347,25 @@ class Daemon:
         return await job.send(items) if job is not None else {}
 
     # -- SIGHUP ----------------------------------------------------------------------------------
-    async def _reload_config(self) -> None:
+    async def _load_new(self) -> tuple[Config, list[JobPlan]] | None:
+        """The config file again (SIGHUP), or None when it is refused (logged; the running one stays)."""
         try:
             config, warnings = await asyncio.to_thread(load_config, self.config_path)
             plans = await asyncio.to_thread(plan_jobs, config)
         except ConfigError as exc:
             log_event(logging.ERROR, "reload_refused", "the new configuration was refused; the running one is kept",
                       error=str(exc), config=self.config_path)
-            return
+            return None
         for warning in warnings:
             log_event(logging.WARNING, "config_warning", warning)
+        return config, plans
+
+    async def _reload_config(self) -> None:
+        loaded = await self._load_new()
+        if loaded is None:
+            return
+        config, plans = loaded
+        self._take_credentials(config)
         later = [s for s in _RESTART_ONLY if getattr(config, s, None) != getattr(self.config, s, None)]
         if config.daemon.metrics != self.config.daemon.metrics:
             later.append("daemon.metrics")
@@ -273,6 +380,7 @@ class Daemon:
             update={"metrics": self.config.daemon.metrics})})
         assert self.scheduler is not None
         self.scheduler.settings = _settings(self.config)
+        self.auth.first, self.auth.cap = self.config.daemon.login_retry_seconds, self.config.daemon.login_retry_max_seconds
         for name, plan in wanted.items():
             if name not in self.jobs:
                 try:
@@ -308,11 +416,12 @@ class Daemon:
 
     def snapshot(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "started": round(self._started, 3), "config": self.config_path,
-                "stopping": self._stopping, "jobs": [job.snapshot() for job in self.jobs.values()]}
+                "stopping": self._stopping, "auth": self.auth.snapshot(time.monotonic()),
+                "jobs": [job.snapshot() for job in self.jobs.values()]}
 
     async def _write_status(self, path: Path) -> None:
         data = self.snapshot()
-        key = repr(data["jobs"])
+        key = repr((data["jobs"], data["auth"]))
         if key == self._last_status:
             return  # unchanged: no write (an idle daemon stays idle)
         self._last_status = key
@@ -323,9 +432,23 @@ class Daemon:
             log_event(logging.WARNING, "status_write_failed", error=str(exc))
 
 
-def main(config: Config, config_path: str | None, verbose: int = 0, *, hard_exit: bool = True) -> int:
-    """`hubsync daemon`: run until SIGTERM. ConfigError (2) and AuthFailed (3) propagate to the CLI."""
+def _file_stamp(path: str) -> tuple[int, ...] | None:
+    """What tells a changed file apart (it may be replaced by a rename), or None without one."""
+    if not path:
+        return None
+    try:
+        st = os.stat(Path(path).expanduser())
+    except OSError:
+        return None
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+
+def main(config: Config, config_path: str | None, verbose: int = 0, *, hard_exit: bool = True,
+         warnings: list[str] | None = None) -> int:
+    """`hubsync daemon`: run until SIGTERM. ConfigError (2) propagates to the CLI."""
     setup_json_logging(verbose)
+    for warning in warnings or []:
+        log_event(logging.WARNING, "config_warning", warning)
     loop = asyncio.new_event_loop()
     try:
         code = loop.run_until_complete(Daemon(config, config_path).run())

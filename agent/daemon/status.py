@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .authpause import render as render_auth
+
 SNAPSHOT_NAME = "daemon-status.json"
 LOCK_NAME = "daemon.lock"
 
@@ -102,6 +104,8 @@ def render_snapshot(data: dict[str, Any]) -> list[str]:
     up = time.time() - float(data.get("started") or time.time())
     lines = [f"daemon: running (pid {data.get('pid')}, up {_duration(up)})"
              + (", stopping" if data.get("stopping") else "")]
+    if data.get("auth"):
+        lines.append("  " + render_auth(data["auth"]))
     for job in data.get("jobs", []):
         lines.append(f"  [{job['job']}] {job['source']} -> {job['remote']} ({job['watch']})")
         lines.append(f"    {job['queued']} queued, {job['active']} active, {job['done']} done, {job['failed']} failed;"

@@ -1,0 +1,100 @@
+"""The daemon survives what is no file's fault: a refused login, an HTTP API switched off, odd warnings."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+from emulator.config import EmulatorUser
+from emulator.testing import EmulatorThread
+
+from .conftest import ALICE, run_cli, wait_for
+from .daemon_support import DaemonProcess, arrived, daemon_config, sends
+
+
+def _status_text(env: dict[str, str], cfg: Path) -> str:
+    result = run_cli(["--config", str(cfg), "status"], env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _daemon_status(env: dict[str, str], cfg: Path) -> dict:
+    """The daemon part of `hubsync --json status` (the daemon writes it about once a second)."""
+    result = run_cli(["--config", str(cfg), "--json", "status"], env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1]).get("daemon") or {}
+
+
+def _logins(emu: EmulatorThread) -> list[dict]:
+    return [e for e in emu.log_entries() if e["path"] == "/prod-api/login"]
+
+
+def _only_json_lines(log: Path) -> None:
+    for line in log.read_text().splitlines():
+        assert line.startswith("{") and isinstance(json.loads(line), dict), f"not a JSON line: {line!r}"
+    assert "Traceback" not in log.read_text()
+
+
+def test_a_refused_login_pauses_the_jobs_with_bounded_attempts_and_they_resume_by_themselves(
+    emu: EmulatorThread, hub_env: dict, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "one.txt").write_bytes(b"first file")
+    password_file = tmp_path / "password"
+    password_file.write_text("not-the-password\n")
+    password_file.chmod(0o600)
+    env = {k: v for k, v in hub_env.items() if k != "HUBSYNC_PASSWORD"}
+    env["HUBSYNC_PASSWORD_FILE"] = str(password_file)
+    cfg = tmp_path / "hubsync.toml"
+    cfg.write_text(daemon_config(tmp_path / "state", [{"source": str(src), "remote": "private:/in",
+                                                       "settle_seconds": 0.2}],
+                                 daemon={"login_retry_seconds": 0.2, "login_retry_max_seconds": 0.8}))
+    log = tmp_path / "daemon.log"
+    daemon = DaemonProcess(cfg, env, log).start(ready=False)  # no "started" before a login works
+    try:
+        # 1. Wrong from the start: the process stays, logins are spaced out, status names the cause.
+        wait_for(lambda: len(daemon.events("auth_failed")) >= 6, timeout=30)
+        steps = daemon.events("auth_failed")
+        assert [e["retry_in"] for e in steps[:6]] == [0.2, 0.4, 0.8, 0.8, 0.8, 0.8]  # doubling, capped
+        assert all(e["level"] == "error" and "login refused" in e["message"] for e in steps)
+        logins = _logins(emu)
+        assert len(steps) <= len(logins) <= len(steps) + 1  # one login per step (the next may be under way)
+        gaps = [b["ts"] - a["ts"] for a, b in zip(logins, logins[1:], strict=False)]
+        assert all(gap >= step["retry_in"] * 0.9 for gap, step in zip(gaps, steps, strict=False)), gaps
+        assert daemon.proc is not None and daemon.proc.poll() is None
+        text = wait_for(lambda: "authentication failed since " in (t := _status_text(env, cfg)) and t)
+        assert "login refused" in str(text), text
+        snap = wait_for(lambda: (d := _daemon_status(env, cfg)).get("auth") and d)
+        assert snap["auth"]["attempts"] >= 6 and "login refused" in snap["auth"]["reason"]
+        assert not sends(emu)
+
+        # 2. The password file corrected, SIGHUP: the jobs start and the file goes.
+        password_file.write_text(ALICE[1] + "\n")
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_event("auth_ok")
+        daemon.wait_event("started")
+        wait_for(lambda: arrived(emu.private_path("in/one.txt"), b"first file"))
+        wait_for(lambda: (d := _daemon_status(env, cfg)).get("jobs") and d.get("auth") is None)
+
+        # 3. The password changed on the platform while running: a new file waits, queued, not failed.
+        emu.config.users[0] = EmulatorUser(ALICE[0], "Changed#2027", 5, 101)
+        emu.expire_tokens()
+        before = len(daemon.events("auth_failed"))
+        (src / "two.txt").write_bytes(b"second file")
+        wait_for(lambda: len(daemon.events("auth_failed")) > before, timeout=30)
+        wait_for(lambda: "authentication failed since " in _status_text(env, cfg))
+        snap = wait_for(lambda: (d := _daemon_status(env, cfg)).get("auth") and d["jobs"][0]["queued"] and d)
+        job = snap["jobs"][0]
+        assert (job["queued"], job["active"], job["failed"]) == (1, 0, 0), job  # paused: queued, not failed
+        assert not arrived(emu.private_path("in/two.txt"), b"second file")
+
+        # 4. The password file updated (no signal): the daemon notices and resumes on its own.
+        password_file.write_text("Changed#2027\n")
+        wait_for(lambda: arrived(emu.private_path("in/two.txt"), b"second file"), timeout=30)
+        assert len(daemon.events("auth_ok")) == 2
+        assert daemon.stop() == 0
+    finally:
+        daemon.__exit__()
+    _only_json_lines(log)
