@@ -71,6 +71,8 @@ class TransferConfig(_Section):
     bandwidth_limit: int = 0
     transport: Literal["auto", "http", "sftp"] = "auto"
     small_file_threshold: int = Field(default=1 << 20)
+    # auto: seconds on SFTP after the chunk API answered 404/405, before HTTP is tried again.
+    sftp_fallback_seconds: float = Field(default=600.0, gt=0)
 
     @field_validator("chunk_size", "small_file_threshold", mode="before")
     @classmethod

@@ -149,6 +149,7 @@ class Services:
             transfers=t.transfers,
             chunk_size=t.chunk_size,
             namespace=await self.namespace(),
+            switch_seconds=t.sftp_fallback_seconds,
         )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from emulator.config import EmulatorUser
 from emulator.testing import EmulatorThread
 
-from .conftest import ALICE, run_cli, wait_for
+from .conftest import ALICE, md5_of, run_cli, user_env, wait_for, write_random
 from .daemon_support import DaemonProcess, arrived, daemon_config, sends
 
 
@@ -98,3 +98,36 @@ def test_a_refused_login_pauses_the_jobs_with_bounded_attempts_and_they_resume_b
     finally:
         daemon.__exit__()
     _only_json_lines(log)
+
+
+def test_a_chunk_api_outage_sends_the_daemon_to_sftp_for_a_while_only(tmp_path: Path) -> None:
+    with EmulatorThread(tmp_path / "platform", sftp=True) as emu:
+        env = user_env(emu, tmp_path)
+        src = tmp_path / "src"
+        src.mkdir()
+        cfg = tmp_path / "hubsync.toml"
+        cfg.write_text(daemon_config(tmp_path / "state", [{"source": str(src), "remote": "private:/in",
+                                                           "settle_seconds": 0.2}],
+                                     transfer={"small_file_threshold": "1KiB", "sftp_fallback_seconds": 5}))
+        log = tmp_path / "daemon.log"
+        emu.faults.chunk_api_off = True  # the proxy hides checkFileExist/uploadFile/mergeFile (404)
+        with DaemonProcess(cfg, env, log) as daemon:
+            write_random(src / "during.bin", 10_000, seed=1)
+            sent = daemon.wait_event("sent", lambda e: e["path"] == "during.bin")
+            assert sent["transport"] == "sftp"
+            switched = wait_for(lambda: _daemon_status(env, cfg)["jobs"][0]["switched"])
+            assert switched["until"] - switched["since"] == 5 and switched["fallback"] == "sftp"  # type: ignore[index]
+            text = _status_text(env, cfg)  # within the 5 s
+            assert "http unavailable since" in text and "using sftp until" in text and "404" in text, text
+
+            emu.faults.chunk_api_off = False  # the proxy is fixed: after the hold, HTTP again
+            wait_for(lambda: _daemon_status(env, cfg)["jobs"][0]["switched"] is None, timeout=20)
+            write_random(src / "after.bin", 10_000, seed=2)
+            sent = daemon.wait_event("sent", lambda e: e["path"] == "after.bin")
+            assert sent["transport"] == "http"
+            assert [e for e in sends(emu, "after.bin") if e["path"].endswith("/mergeFile")]
+            assert daemon.events("info") and any("trying http again" in e["message"] for e in daemon.events("info"))
+            assert md5_of(emu.private_path("in/during.bin")) == md5_of(src / "during.bin")
+            assert md5_of(emu.private_path("in/after.bin")) == md5_of(src / "after.bin")
+            assert daemon.stop() == 0
+        _only_json_lines(log)

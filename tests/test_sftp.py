@@ -75,7 +75,7 @@ def test_auto_switches_to_sftp_when_the_chunk_api_is_off(emu_sftp: EmulatorThrea
     assert {done[rel] for rel in small} <= {"http", "sftp"}
     assert summary["transports"] == sorted(set(done.values()))
     infos = [e for e in json_lines(result.stdout) if e.get("event") == "info"]
-    assert any("switching this run to sftp" in e.get("message", "") for e in infos), infos
+    assert any("switching to sftp for 600s" in e.get("message", "") for e in infos), infos
     for rel in small:
         assert md5_of(emu_sftp.private_path(f"x/{rel}")) == md5_of(src / rel), rel
     for rel in sizes:

@@ -18,6 +18,7 @@ from .hashing import fingerprint, hash_file, stat_file
 from .journal import FileRecord, Journal
 from .models import Digest, LocalFile, RemoteTarget
 from .progress import Event, NullSink, ProgressSink
+from .switch import TransportSwitch
 
 log = logging.getLogger("hubsync.engine")
 T = TypeVar("T")
@@ -91,6 +92,7 @@ class Engine:
         settle_timeout: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
         namespace: str = "",
+        switch_seconds: float = 600.0,
     ) -> None:
         self.journal = journal
         # Journal keys carry the account, so two platforms or users never share a record.
@@ -105,7 +107,9 @@ class Engine:
         self.settle_seconds = settle_seconds
         self.settle_timeout = settle_timeout
         self.clock = clock
-        self._switched = False
+        # auto: after a 404/405 of the chunk API the fallback is used for switch_seconds, then the
+        # primary again (a daemon runs for weeks: one proxy hiccup must not last until a restart).
+        self.switch = TransportSwitch(switch_seconds, clock)
         # The daemon's hooks (a plain run leaves both alone): transfer slots shared by several
         # engines, and a drain switch that starts no new file while those in flight finish.
         self.slots: asyncio.Semaphore | None = None
@@ -321,17 +325,22 @@ class Engine:
                 digest = await self._digest(local, summary)
 
     async def _send_once(self, item: SendItem, digest: Digest, job: str, summary: RunSummary) -> _Sent:
-        destination = self.fallback if (self._switched and self.fallback) else self.destination
+        switched = self.fallback is not None and self.switch.active()
+        destination = self.fallback if switched and self.fallback else self.destination
+        if self.fallback is not None and self.switch.just_closed():
+            self.progress.emit(Event("info", message=f"trying {self.destination.transport} again"
+                                     f" (after {self.switch.hold:g}s on {self.fallback.transport})"))
         try:
             return await self._send_via(destination, item, digest, job, summary)
         except (EndpointUnavailable, Retryable) as exc:
             if self.fallback is None or destination is self.fallback:
                 raise
-            if isinstance(exc, EndpointUnavailable) and not self._switched:
-                self._switched = True
-                self.progress.emit(
-                    Event("info", message=f"{exc}: switching this run to {self.fallback.transport}")
-                )
+            if isinstance(exc, EndpointUnavailable):
+                if not self.switch.active():  # files in flight meet the same 404: say it once
+                    self.switch.trip(str(exc))
+                    self.progress.emit(Event("info", message=f"{exc}: switching to {self.fallback.transport}"
+                                             f" for {self.switch.hold:g}s, then trying"
+                                             f" {self.destination.transport} again"))
             else:
                 self.progress.emit(
                     Event("info", item.local.rel, item.remote, message=f"{exc}: retrying over {self.fallback.transport}")

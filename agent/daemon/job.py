@@ -278,7 +278,16 @@ class Job:
             "errors": [{"path": e.rel, "error": e.last_error, "attempts": e.attempts}
                        for e in self.scheduler.failing(self.name)] + list(s.errors),
             "last_scan": s.last_scan,
+            "switched": self._switched(),
         }
+
+    def _switched(self) -> dict[str, Any] | None:
+        """While the chunk API is unavailable: since when, why, and until when SFTP is used."""
+        fallback = self.engine.fallback
+        switch = self.engine.switch.snapshot() if fallback is not None else None
+        if switch is None or fallback is None:
+            return None
+        return {**switch, "primary": self.engine.destination.transport, "fallback": fallback.transport}
 
 
 def _stat_many(root: Path, rels: list[str]) -> dict[str, LocalFile | None]:

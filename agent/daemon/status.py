@@ -111,6 +111,10 @@ def render_snapshot(data: dict[str, Any]) -> list[str]:
         lines.append(f"    {job['queued']} queued, {job['active']} active, {job['done']} done, {job['failed']} failed;"
                      f" {job['files_sent']} sent ({job['bytes_sent']} bytes), {job['files_hashed']} hashed,"
                      f" {job['settling']} settling" + (f", {job['files_deleted']} deleted" if job['files_deleted'] else ""))
+        if job.get("switched"):
+            sw = job["switched"]
+            lines.append(f"    {sw['primary']} unavailable since {_clock(sw['since'])} ({sw['reason']}),"
+                         f" using {sw['fallback']} until {_clock(sw['until'])}")
         for t in job.get("transfers", []):
             pct = f"{100 * t['bytes'] / t['size']:.0f}%" if t["size"] else "-"
             lines.append(f"    sending {t['path']}: {t['bytes']} of {t['size']} bytes ({pct}), {_rate(t['rate'])}")
@@ -118,6 +122,12 @@ def render_snapshot(data: dict[str, Any]) -> list[str]:
             attempts = f" (attempt {e['attempts']})" if e.get("attempts") else ""
             lines.append(f"    error {e['path']}: {e['error']}{attempts}")
     return lines
+
+
+def _clock(epoch: float) -> str:
+    import time
+
+    return time.strftime("%H:%M:%S", time.localtime(epoch))
 
 
 def _duration(seconds: float) -> str:
