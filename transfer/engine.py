@@ -316,6 +316,10 @@ class Engine:
             try:
                 return await self._send_once(item, digest, job, summary)
             except LocalFileChanged as exc:
+                # The content is not what was hashed: a change stat may not show (rewritten in
+                # place, size and mtime restored), so the cached digest is dropped, never reused.
+                self._fresh.pop(str(item.local.path), None)
+                await self.journal.forget_digest(str(item.local.path))
                 attempt += 1
                 if attempt > self.change_retries:
                     raise

@@ -237,6 +237,14 @@ class Journal:
     async def store_digest(self, local: LocalFile, digest: Digest) -> None:
         await self._run(lambda conn: _store_digest(conn, local, digest))
 
+    async def forget_digest(self, local_path: str) -> None:
+        """Drop the cached digest of a path whose content proved different from it."""
+
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM digests WHERE local_path=?", (local_path,))
+
+        await self._run(w)
+
     # -- files -----------------------------------------------------------------------------
     async def records_under(self, remote_prefix: str) -> dict[tuple[str, str], FileRecord]:
         """Every file record whose remote starts with `remote_prefix`, keyed by (local, remote)."""

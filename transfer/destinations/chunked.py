@@ -11,7 +11,7 @@ from ..bandwidth import TokenBucket
 from ..envelope import PlatformRefused
 from ..errors import LocalFileChanged
 from ..folders import RemoteFolders
-from ..hashing import FileSpan, md5_hex, md5_of_span, read_span
+from ..hashing import FileSpan, hash_file, md5_hex, md5_of_span, read_span
 from ..models import ChunkPlan, Digest, LocalFile, RemoteEntry, RemoteTarget, Space, file_space
 from .base import Confirmation, ConfirmItem, OnBytes, ResumeState, ensure_unchanged
 from .workers import run_workers
@@ -66,7 +66,15 @@ class ChunkedDestination:
                 )
                 return
             except PlatformRefused:
-                # The platform keeps what it has; the next check lists the chunks it still lacks.
+                # The platform checks the whole file's md5 at merge. A file rewritten in place
+                # with its size and mtime restored looks unchanged to stat: only its bytes tell.
+                if await asyncio.to_thread(_md5_now, local) != digest.md5:
+                    raise LocalFileChanged(f"{local.rel} changed while it was sent (its content no longer"
+                                           " has the md5 it was sent under)") from None
+                # Same content: the platform keeps what it has, and the next check lists the
+                # chunks it holds; each is verified against the file again, none trusted from
+                # the journal (one may hold bytes of another version of the file).
+                await resume.reset()
                 if attempt == self.merge_attempts:
                     raise
 
@@ -154,6 +162,11 @@ class ChunkedDestination:
             if not waiting:
                 break
         return [Confirmation(items[i].target, verdicts[i]) for i in range(len(items))]
+
+
+def _md5_now(local: LocalFile) -> str:
+    """The file's md5 as it is now (blocking; LocalFileChanged if its stat changes meanwhile)."""
+    return hash_file(local).md5
 
 
 def _read_small(local: LocalFile, md5: str) -> bytes:

@@ -1,8 +1,9 @@
 """The SFTP fallback (protocol.md §4): pipelined writes into a hidden part file, then a rename.
 
 Each file goes to `.NAME.hubsync-part` beside its target and is renamed into place only once
-its size is verified, so nothing partial ever shows under the target name. The journal holds
-`{"transport": "sftp", "space": ..., "part": ..., "md5": ..., "offset": N}` with N bytes known
+its size and the md5 of the bytes written are verified, so nothing partial (nor a mix of two
+versions of a file rewritten in place while it was sent) ever shows under the target name.
+The journal holds `{"transport": "sftp", "space": ..., "part": ..., "md5": ..., "offset": N}` with N bytes known
 written; a restarted transfer re-reads the last window before N from the server, compares it
 with the local bytes, and continues from N if they agree, else truncates back to the window's
 start. A part file nobody wrote for `stale_part_age` is stale: it is started again rather than
@@ -12,6 +13,7 @@ resumed, and `remove_stale_parts` deletes those the journal says this agent made
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import posixpath
@@ -20,14 +22,17 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import asyncssh
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 from ..api import PlatformClient
 from ..bandwidth import TokenBucket
 from ..errors import AuthFailed, EndpointUnavailable, Fatal, LocalFileChanged, Retryable, TransferError
-from ..hashing import pread_full
+from ..hashing import READ_BLOCK, pread_full
 from ..hostkeys import HostKeyCheck, HostKeyPolicy, host_pattern
 from ..journal import Journal
 from ..models import Digest, LocalFile, RemoteTarget, SftpAccount, Space
@@ -252,10 +257,14 @@ class SftpDestination:
                     start = await self._resume_point(sftp, remote, part, fd, recorded, local.size)
                     progress.at(start)
                     await resume.put(offset=start)
+                    # The md5 of what the part file holds: the local bytes before the resume
+                    # point (the window before it was just compared), then each block as sent.
+                    written = hashlib.md5()
+                    await asyncio.to_thread(_hash_range, written, fd, 0, start, local.rel)
                     # OpenSSH takes at most 255 KiB per write (limits@openssh.com); a larger block
                     # would be split by asyncssh into a full request and a 1 KiB one.
                     block = min(self.block_size, sftp.limits.max_write_len or self.block_size)
-                    await self._write_from(remote, fd, start, local, resume, progress, block)
+                    await self._write_from(remote, fd, start, local, resume, progress, block, written)
             finally:
                 await asyncio.to_thread(os.close, fd)
             size = (await sftp.stat(part)).size
@@ -263,6 +272,12 @@ class SftpDestination:
                 await resume.put(offset=0)
                 raise Retryable(f"{part} holds {size} bytes after upload, expected {local.size}")
             await asyncio.to_thread(ensure_unchanged, local)
+            if written.hexdigest() != digest.md5:
+                # Rewritten in place while it was sent, size and mtime restored: stat saw nothing,
+                # but the part file holds bytes of two versions. It is never renamed into place.
+                await resume.put(offset=0)
+                raise LocalFileChanged(f"{local.rel} changed while it was sent (the bytes sent do not have"
+                                       " its md5)")
             await _rename(sftp, part, target.path)
             await resume.put(offset=0, part=None)
 
@@ -294,16 +309,19 @@ class SftpDestination:
 
     async def _write_from(
         self, remote: asyncssh.SFTPClientFile, fd: int, start: int, local: LocalFile, resume: ResumeState,
-        progress: _Progress, block: int,
+        progress: _Progress, block: int, written: Hash,
     ) -> None:
-        """Pipelined writes: up to requests_in_flight blocks outstanding, acked strictly in order."""
+        """Pipelined writes: up to requests_in_flight blocks outstanding, acked strictly in order.
+
+        Each block is added to `written` in the thread that reads it, in file order.
+        """
         pending: deque[tuple[int, asyncio.Task[int]]] = deque()
         pos = acked = persisted = start
         try:
             while pos < local.size or pending:
                 while pos < local.size and len(pending) < self.requests_in_flight:
                     n = min(block, local.size - pos)
-                    data = await asyncio.to_thread(pread_full, fd, n, pos)
+                    data = await asyncio.to_thread(_read_hashed, written, fd, n, pos)
                     if len(data) != n:
                         raise LocalFileChanged(f"{local.rel} got shorter while it was sent")
                     if self.bandwidth is not None:
@@ -448,6 +466,24 @@ class _Progress:
     def sent(self, n: int) -> None:
         self.on_bytes(n, True)
         self.reported += n
+
+
+def _read_hashed(md5: Hash, fd: int, length: int, offset: int) -> bytes:
+    """`length` bytes at `offset` (shorter at end of file), added to `md5` (blocking)."""
+    data = pread_full(fd, length, offset)
+    md5.update(data)
+    return data
+
+
+def _hash_range(md5: Hash, fd: int, start: int, end: int, rel: str) -> None:
+    """Add the file's bytes [start, end) to `md5`, a block at a time (blocking, memory bounded)."""
+    pos = start
+    while pos < end:
+        data = pread_full(fd, min(READ_BLOCK, end - pos), pos)
+        if not data:
+            raise LocalFileChanged(f"{rel} got shorter while it was sent")
+        md5.update(data)
+        pos += len(data)
 
 
 def _file_space(target: RemoteTarget) -> Space:
