@@ -163,6 +163,14 @@ def _main(argv: list[str] | None) -> int:
         return commands.EXIT_FAILED
     except KeyboardInterrupt:
         return commands.EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise  # main() ends quietly
+    # The last resort: a bug shows one line, not a traceback (-vv logs the traceback).
+    except Exception as exc:  # noqa: BLE001 - nothing else is left to handle it, and it must not crash visibly
+        log.debug("internal error", exc_info=True)
+        out.warn(f"hubsync: internal error (a bug, please report it; -vv shows the traceback):"
+                 f" {type(exc).__name__}: {exc}")
+        return commands.EXIT_FAILED
     parser.error(f"unknown command {args.command}")
     return commands.EXIT_USAGE
 

@@ -1,9 +1,12 @@
-"""`hubsync ... | head -1`: a reader that goes away ends hubsync quietly (exit 141, no traceback)."""
+"""No traceback in front of a user: a reader that goes away (`| head -1`) ends hubsync quietly
+(exit 141), and a bug shows one line (exit 1)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from emulator.testing import EmulatorThread
 
@@ -33,3 +36,18 @@ def test_closed_stdout_exits_quietly(emu: EmulatorThread, hub_env: dict, tmp_pat
         assert first, args
         assert code == 141, (args, code, stderr)
         assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "Exception ignored" not in stderr, stderr
+
+
+def test_a_bug_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path) -> None:
+    from agent import cli, commands
+
+    def broken(config: object, out: object) -> int:
+        raise AttributeError("'NoneType' object has no attribute 'rows'")  # what a bug looks like
+
+    monkeypatch.setattr(commands, "cmd_status", broken)
+    monkeypatch.setenv("HUBSYNC_STATE_DIR", str(tmp_path))
+    assert cli.main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error" in err and "AttributeError" in err, err
+    assert "Traceback" not in err

@@ -221,3 +221,4 @@ def test_a_bad_job_is_refused_at_start_with_exit_2(tmp_path: Path, hub_env: dict
     cfg = _config(tmp_path, jobs)
     result = run_cli(["--config", str(cfg), "daemon"], hub_env, timeout=60)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert all(json.loads(line)["level"] for line in result.stderr.splitlines()), "not only JSON lines"

@@ -445,13 +445,16 @@ def _file_stamp(path: str) -> tuple[int, ...] | None:
 
 def main(config: Config, config_path: str | None, verbose: int = 0, *, hard_exit: bool = True,
          warnings: list[str] | None = None) -> int:
-    """`hubsync daemon`: run until SIGTERM. ConfigError (2) propagates to the CLI."""
+    """`hubsync daemon`: run until SIGTERM; a refusal to start is one JSON line too (exit 2, 3 or 1)."""
     setup_json_logging(verbose)
     for warning in warnings or []:
         log_event(logging.WARNING, "config_warning", warning)
     loop = asyncio.new_event_loop()
     try:
         code = loop.run_until_complete(Daemon(config, config_path).run())
+    except (ConfigError, TransferError) as exc:  # the log stays JSON lines, also for the last one
+        code = 2 if isinstance(exc, ConfigError) else 3 if isinstance(exc, AuthFailed) else 1
+        log_event(logging.ERROR, "refused", f"hubsync: {exc}", exit=code)
     finally:
         leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
         for task in leftovers:
