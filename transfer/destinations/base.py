@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, Self, TypeVar
 
 from ..errors import LocalFileChanged
 from ..hashing import stat_file
@@ -16,21 +16,65 @@ from ..models import Digest, LocalFile, RemoteEntry, RemoteTarget, Space
 OnBytes = Callable[[int, bool], None]
 
 
+@dataclass(frozen=True)
+class ResumeFields:
+    """Base of a destination's resume state: a frozen dataclass kept in the journal's JSON blob.
+
+    Each field is stored under its `metadata["key"]` (default: its name), so the keys of
+    records written before these types (`stage`, `submitId`, `part`, `offset`, ...) still
+    load. A key that is missing or null takes the field's default; a value of another type than
+    the default's makes the whole state its defaults: the file starts again, never resumes
+    from a misread record.
+    """
+
+    @classmethod
+    def from_blob(cls, blob: Mapping[str, Any]) -> Self:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            value = blob.get(f.metadata.get("key", f.name))
+            if value is None:
+                continue
+            default = f.default
+            if type(value) is not type(default) and not (type(default) is float and type(value) is int):
+                return cls()
+            values[f.name] = value
+        return cls(**values)
+
+    def to_blob(self) -> dict[str, Any]:
+        return {f.metadata.get("key", f.name): getattr(self, f.name) for f in fields(self)}
+
+
+R = TypeVar("R", bound=ResumeFields)
+
+
 class ResumeState:
-    """What one transfer may remember between attempts, stored in the journal by the engine."""
+    """What one transfer may remember between attempts, stored in the journal by the engine.
+
+    Destinations read and write their own `ResumeFields` dataclass (`load`/`save`); several
+    may share one blob (staged datahub uploads keep the file space's state beside their own).
+    """
 
     def __init__(self, journal: Journal, record: FileRecord, md5: str, chunk_size: int) -> None:
         self._journal = journal
         self.record = record
         self.md5 = md5
         self.chunk_size = chunk_size
-        self._data: dict[str, Any] = dict(record.resume)
+        self._data: dict[str, Any] = dict(record.resume) if isinstance(record.resume, dict) else {}
 
     async def acked_chunks(self) -> dict[int, str]:
         return await self._journal.acked_chunks(self.record.id, self.md5, self.chunk_size)
 
     async def ack_chunk(self, index: int, chunk_md5: str, length: int) -> None:
         await self._journal.ack_chunk(self.record.id, self.md5, self.chunk_size, index, chunk_md5, length)
+
+    def load(self, kind: type[R]) -> R:
+        """This transfer's state of type `kind` (its defaults when none was saved)."""
+        return kind.from_blob(self._data)
+
+    async def save(self, state: ResumeFields) -> None:
+        """Merge `state` into the resume blob and persist it before returning."""
+        self._data.update(state.to_blob())
+        await self._journal.update(self.record.id, resume=self._data)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._data.get(key, default)

@@ -21,6 +21,8 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from ..bandwidth import TokenBucket
 from ..datahub import DatahubApi
@@ -29,7 +31,7 @@ from ..errors import Fatal, TransferError
 from ..folders import RemoteFolders
 from ..hashing import FileSpan, md5_of_span
 from ..models import ChunkPlan, DatahubSpace, Digest, LocalFile, RemoteEntry, RemoteTarget, Space, join_remote
-from .base import Confirmation, ConfirmItem, Destination, OnBytes, ResumeState, ensure_unchanged
+from .base import Confirmation, ConfirmItem, Destination, OnBytes, ResumeFields, ResumeState, ensure_unchanged
 from .workers import run_workers
 
 log = logging.getLogger("hubsync.datahub")
@@ -106,6 +108,25 @@ class _Poller:
         return verdicts
 
 
+Stage = Literal["", "staged", "imported", "confirmed"]
+
+
+@dataclass(frozen=True)
+class StagedResume(ResumeFields):
+    """How far a staged file got: staged in the private space, imported, confirmed in the version."""
+
+    stage: str = ""  # a Stage; read as a plain string so that an unknown value restarts the import
+
+
+@dataclass(frozen=True)
+class DirectResume(ResumeFields):
+    """A direct upload's submitId, and whether every chunk went out (then: confirm before resending)."""
+
+    submit_id: str = field(default="", metadata={"key": "submitId"})
+    uploaded: bool = False
+    rechecked: bool = False  # sent in full and not shown in time once already
+
+
 class StagedDatahubDestination:
     """Stage in private storage with the md5 chunk protocol, then importFiles into the version."""
 
@@ -135,7 +156,7 @@ class StagedDatahubDestination:
         self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
     ) -> None:
         await self.files.send(local, digest, staged_target(target), resume, on_bytes)
-        await resume.put(stage="staged")
+        await resume.save(StagedResume("staged"))
 
     async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
         verdicts: dict[int, str | None] = {}
@@ -166,8 +187,8 @@ class StagedDatahubDestination:
         shown = await self.poller.wait(items, imported, "imported", fresh)
         verdicts.update(shown)
         for i in imported:
-            if verdicts.get(i) is None and items[i].resume is not None:
-                await items[i].resume.put(stage="confirmed")  # type: ignore[union-attr]
+            if verdicts.get(i) is None:
+                await _record_stage(items[i], "confirmed")
         if not self.keep_staging:
             await self._unstage([items[i] for i in imported if verdicts.get(i) is None and i not in uncertain])
         return [Confirmation(item.target, verdicts.get(i)) for i, item in enumerate(items)]
@@ -197,8 +218,7 @@ class StagedDatahubDestination:
                 await self._import_batch(items, space, folder, [i], verdicts)
             return
         for i in batch:
-            if items[i].resume is not None:
-                await items[i].resume.put(stage="imported")  # type: ignore[union-attr]
+            await _record_stage(items[i], "imported")
 
     async def _unstage(self, items: list[ConfirmItem]) -> None:
         """Delete the staging copies of confirmed files (their folders stay: others may be on the way)."""
@@ -230,7 +250,12 @@ class StagedDatahubDestination:
 
 
 def _stage(item: ConfirmItem) -> str:
-    return str(item.resume.get("stage", "")) if item.resume is not None else ""
+    return item.resume.load(StagedResume).stage if item.resume is not None else ""
+
+
+async def _record_stage(item: ConfirmItem, stage: Stage) -> None:
+    if item.resume is not None:
+        await item.resume.save(StagedResume(stage))
 
 
 class DirectDatahubDestination:
@@ -263,20 +288,21 @@ class DirectDatahubDestination:
         plan = ChunkPlan(local.size, self.chunk_size)
         total = max(1, plan.total)  # an empty file is one empty chunk
         acked = await resume.acked_chunks()
-        submit_id = resume.get("submitId")
-        if submit_id and resume.get("uploaded") and len(acked) >= total:
-            if resume.get("rechecked"):
+        state = resume.load(DirectResume)
+        if state.submit_id and state.uploaded and len(acked) >= total:
+            if state.rechecked:
                 # Sent in full once, then not shown in time twice: start a new upload.
                 await resume.reset()
-                acked, submit_id = {}, None
+                acked, state = {}, DirectResume()
             else:
                 # Every chunk went out before (a crash or a slow assembly): confirm before resending.
-                await resume.put(rechecked=True)
+                await resume.save(replace(state, rechecked=True))
                 on_bytes(local.size, False)
                 return
-        if not submit_id:
-            submit_id = str(uuid.uuid4())
-            await resume.put(submitId=submit_id)
+        if not state.submit_id:
+            state = DirectResume(submit_id=str(uuid.uuid4()))
+            await resume.save(state)
+        submit_id = state.submit_id
 
         async def one(index: int) -> None:
             offset, length = plan.span(index) if plan.total else (0, 0)
@@ -305,7 +331,7 @@ class DirectDatahubDestination:
         await run_workers(range(last), one, self.chunks_per_file)
         await asyncio.to_thread(ensure_unchanged, local)
         await one(last)
-        await resume.put(uploaded=True)
+        await resume.save(replace(state, uploaded=True))
 
     async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
         verdicts = await self.poller.wait(items, list(range(len(items))), "uploaded")
