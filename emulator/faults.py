@@ -14,7 +14,7 @@ AuthErrorForm = Literal["random", "http", "body"]
 
 _RATES = ("chunk_error_rate", "reset_rate", "busy_rate", "wrong_chunk_md5_rate")
 _DELAYS = ("latency", "datahub_create_delay", "datahub_import_delay", "datahub_assemble_delay")
-_SWITCHES = ("chunk_api_off", "datahub_create_fail", "datahub_import_drop")
+_SWITCHES = ("chunk_api_off", "datahub_create_fail", "datahub_import_drop", "lenient_paths")
 
 
 @dataclass
@@ -54,6 +54,10 @@ class Faults:
     datahub_import_delay: float = 0.2
     #: Datahub import jobs started from now on never run (the files never appear).
     datahub_import_drop: bool = False
+    #: Paths as a lax real platform may take them, over HTTP and SFTP: `\\` is a literal
+    #: character of a name, `.` and `..` components are resolved (confined to the space).
+    #: The house reading (off) refuses them; tests turn this on to prove the client refuses them itself.
+    lenient_paths: bool = False
     #: Seconds between a submitId's last chunk and its file appearing in the version.
     datahub_assemble_delay: float = 0.1
     _rng: random.Random = field(init=False, repr=False, compare=False)

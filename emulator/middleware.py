@@ -22,6 +22,7 @@ from aiohttp import web
 from .envelopes import ApiError, Family, envelope_ok, error_response, family_of
 from .faults import Faults
 from .state import FAULT, LOG_FIELDS, STATE, USER, EmulatorState
+from .storage import LENIENT_PATHS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -107,6 +108,7 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request[FAULT] = "reset"
         await _abort_midway(request, faults)
     faults.clean_call()
+    LENIENT_PATHS.set(faults.lenient_paths)  # this request's task only (a context variable)
     if path != LOGIN_PATH:
         denied = _authenticate(request, state, family)
         if denied is not None:

@@ -9,6 +9,10 @@
 - For tests, every file handle that wrote data appends one line to `<root>/sftp.jsonl` when it
   is closed (or its connection drops): `{"op": "write", "space": "private/5", "path": "a/.b.hubsync-part",
   "bytes": N}` with `path` relative to the space root. `sftp_write_log(root)` reads it back.
+- Paths are checked as the HTTP API checks them (protocol.md §6): a `.` or `..` component, a
+  `\\`, a control character or bytes that are not UTF-8 are refused (permission denied), except
+  the bare `.` (the home folder, which SFTP clients ask for). Under the `lenient_paths` fault
+  `\\` is a literal character and `.`/`..` resolve inside the space, as a lax server's would.
 - A file a handle wrote to is hashed into the content index when that handle closes, before
   the close is answered (`Storage.index_written`): `checkFileExist` then reports the content
   as held, as it does for merged uploads. A rename keeps the inode, so the entry follows the
@@ -21,8 +25,9 @@ import asyncio
 import json
 import os
 import posixpath
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +35,32 @@ import asyncssh
 
 from .accounts import SftpAccounts
 from .config import EmulatorConfig
+from .faults import Faults
 from .storage import Space, Storage
 
 HOST_KEY_NAME = "sftp_host_key"
 WRITE_LOG_NAME = "sftp.jsonl"
 _SPACE = "hubsync_space"
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]|\xc2[\x80-\x9f]")  # C0, DEL and (UTF-8 encoded) C1
+
+
+def path_refusal(path: bytes, lenient: bool) -> str | None:
+    """Why the SFTP service refuses the client's `path` (None: it does not)."""
+    if path in (b".", b"./"):
+        return None
+    try:
+        path.decode("utf-8")
+    except UnicodeDecodeError:
+        return "path is not UTF-8"
+    if _CONTROL.search(path):
+        return "path has a control character"
+    if lenient:
+        return None
+    if b"\\" in path:
+        return "path has a backslash"
+    if any(part in (b".", b"..") for part in path.split(b"/")):
+        return "path has a . or .. component"
+    return None
 
 
 def host_key_path(root: Path) -> Path:
@@ -107,7 +133,8 @@ class _AccountServer(asyncssh.SSHServer):
 class _SpaceSftp(asyncssh.SFTPServer):
     """An SFTP session chrooted to the logged-in account's space, counting bytes written."""
 
-    def __init__(self, chan: asyncssh.SSHServerChannel, root: Path, log: _WriteLog, storage: Storage) -> None:
+    def __init__(self, chan: asyncssh.SSHServerChannel, root: Path, log: _WriteLog, storage: Storage,
+                 faults: Faults) -> None:
         space: Space = chan.get_connection().get_extra_info(_SPACE)
         self._space = space
         self._space_root = root / "spaces" / space.kind / str(space.owner_id)
@@ -115,7 +142,25 @@ class _SpaceSftp(asyncssh.SFTPServer):
         super().__init__(chan, chroot=os.fsencode(self._space_root))
         self._log = log
         self._storage = storage
+        self._faults = faults
         self._written: dict[int, list[Any]] = {}  # id(file) -> [space-relative path, bytes, disk path]
+
+    def map_path(self, path: bytes) -> bytes:
+        # Every operation maps its paths here first: one check covers open, mkdir, rename, stat...
+        refusal = path_refusal(path, self._faults.lenient_paths)
+        if refusal is not None:
+            raise asyncssh.SFTPPermissionDenied(refusal)
+        return super().map_path(path)
+
+    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        # asyncssh's own lists `.` and `..` by stat'ing `path/.` and `path/..` through map_path,
+        # which refuses such paths from clients: the same listing, without that detour.
+        local = self.map_path(path)
+        for name in (b".", b".."):
+            yield asyncssh.SFTPName(name, attrs=asyncssh.SFTPAttrs.from_local(os.lstat(os.path.join(local, name))))
+        with os.scandir(local) as entries:
+            for entry in entries:
+                yield asyncssh.SFTPName(entry.name, attrs=asyncssh.SFTPAttrs.from_local(entry.stat(follow_symlinks=False)))
 
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         file_obj = super().open(path, pflags, attrs)
@@ -170,7 +215,7 @@ async def start_sftp_server(
         config.host,
         port,
         server_host_keys=[key],
-        sftp_factory=lambda chan: _SpaceSftp(chan, root, log, storage),
+        sftp_factory=lambda chan: _SpaceSftp(chan, root, log, storage, config.faults),
         allow_scp=False,
         agent_forwarding=False,
         x11_forwarding=False,

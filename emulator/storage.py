@@ -23,12 +23,17 @@ import secrets
 import shutil
 import tempfile
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 _READ_BLOCK = 1 << 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a JSON "\\udcff" escape: not a UTF-8 name
+#: The `lenient_paths` fault for the request being served (the gate middleware sets it per
+#: request; asyncio.to_thread carries it into the storage threads). Off: the house reading.
+LENIENT_PATHS: ContextVar[bool] = ContextVar("lenient_paths", default=False)
 _MAX_NAME_BYTES = 255
 _STALE_TMP_SECONDS = 24 * 3600
 
@@ -88,19 +93,28 @@ def split_path(path: str) -> tuple[str, ...]:
     """Components of a space-relative path; raises StorageError on a path the platform refuses.
 
     Doubled, leading and trailing `/` are fine; `.`/`..`, control characters and `\\` are refused
-    even where they would stay inside the space (protocol.md §6).
+    even where they would stay inside the space (protocol.md §6), and so is text that is not
+    UTF-8. Under the `lenient_paths` fault `\\` is an ordinary character and `.`/`..` are
+    resolved, never above the space's root, as a lax platform would.
     """
-    if "\\" in path:
+    lenient = LENIENT_PATHS.get()
+    if "\\" in path and not lenient:
         raise StorageError("路径不能包含反斜杠")
     if _CONTROL.search(path):
         raise StorageError("路径不能包含控制字符")
-    parts = tuple(p for p in path.split("/") if p)
-    for part in parts:
-        if part in (".", ".."):
+    if _SURROGATE.search(path):
+        raise StorageError("路径不是合法的UTF-8")
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in (".", "..") and not lenient:
             raise StorageError("路径不能包含 . 或 ..")
-        if len(part.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
-            raise StorageError("文件名过长")
-    return parts
+        if part == "..":
+            del parts[-1:]
+        elif part and part != ".":
+            if len(part.encode("utf-8")) > _MAX_NAME_BYTES:
+                raise StorageError("文件名过长")
+            parts.append(part)
+    return tuple(parts)
 
 
 def check_name(name: str) -> str:
@@ -109,6 +123,8 @@ def check_name(name: str) -> str:
         raise StorageError("名称不能为空")
     if "/" in name:
         raise StorageError("名称不能包含 /")
+    if name in (".", ".."):
+        raise StorageError("路径不能包含 . 或 ..")
     split_path(name)
     return name
 

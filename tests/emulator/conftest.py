@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncssh
 import pytest
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -259,3 +260,17 @@ async def api(emu: EmulatorThread, session: aiohttp.ClientSession) -> Api:
     status, body = await caller.login()
     assert status == 200 and body["code"] == 200, body
     return caller
+
+
+FQ = "/api/file/user/queryUserInfo"
+
+
+@pytest.fixture
+async def sftp(emu: EmulatorThread, api: Api) -> AsyncIterator[asyncssh.SFTPClient]:
+    """A plain asyncssh SFTP client logged in with the private account (needs an `emu` with sftp=True)."""
+    account = ok(await api.post(FQ, {"userId": api.user_id, "svcType": "sftp", "isPublic": False}))
+    async with asyncssh.connect(
+        "127.0.0.1", int(account["port"]), username=account["username"], password=account["password"],
+        known_hosts=None, client_keys=None, agent_path=None, config=None,
+    ) as conn, conn.start_sftp_client() as client:
+        yield client

@@ -7,7 +7,7 @@ never through the hubsync client.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -16,25 +16,13 @@ import pytest
 
 from emulator.testing import EmulatorThread
 
-from .conftest import Api, md5, ok
-
-FQ = "/api/file/user/queryUserInfo"
+from .conftest import FQ, Api, md5, ok
 
 
 @pytest.fixture
 def emu(tmp_path: Path) -> Iterator[EmulatorThread]:
     with EmulatorThread(tmp_path / "platform", sftp=True) as server:
         yield server
-
-
-@pytest.fixture
-async def sftp(emu: EmulatorThread, api: Api) -> AsyncIterator[asyncssh.SFTPClient]:
-    account = ok(await api.post(FQ, {"userId": api.user_id, "svcType": "sftp", "isPublic": False}))
-    async with asyncssh.connect(
-        "127.0.0.1", int(account["port"]), username=account["username"], password=account["password"],
-        known_hosts=None, client_keys=None, agent_path=None, config=None,
-    ) as conn, conn.start_sftp_client() as client:
-        yield client
 
 
 async def _put(sftp: asyncssh.SFTPClient, path: str, data: bytes) -> None:
