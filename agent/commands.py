@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from transfer.agenttag import load_tag
 from transfer.engine import RunSummary
 from transfer.errors import ConfigError, TransferError, VersionNotFound
 from transfer.journal import JournalView
@@ -103,7 +104,7 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
     source = Path(args.source)
     if not await asyncio.to_thread(os.path.lexists, source):
         raise ConfigError(f"source does not exist: {source}")
-    excludes = Excludes(list(args.exclude or []))
+    excludes = Excludes(list(args.exclude or []), part_tag=await asyncio.to_thread(load_tag, config.state_dir()))
     # The walk runs in a thread while the run logs in and resolves the remote.
     scanning = asyncio.ensure_future(asyncio.to_thread(scan, source, excludes))
     transport = args.transport or config.transfer.transport
@@ -125,7 +126,7 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
             scanning.cancel()
             raise
         scanned = await scanning
-        items = target.items(scanned)
+        items, refused = target.items(scanned)
         sinks: list[ProgressSink] = []
         if out.json:
             sinks.append(out.jsonl)
@@ -135,7 +136,7 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
             else:
                 out.warn(f"FAILED  {rel}: {problem}")
         if args.dry_run:
-            return await _dry_run(services, engine, items, target, excludes, scanned, args, out)
+            return await _dry_run(services, engine, items, refused, target, excludes, scanned, args, out)
         rich = RichProgress() if (not out.json and not out.quiet and sys.stderr.isatty()) else None
         if rich is not None:
             sinks.append(rich)
@@ -144,9 +145,9 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
         engine.progress = FanoutSink(*sinks)
         if rich is not None:
             with rich:
-                summary = await engine.run(items, remote_prefix=target.prefix())
+                summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused)
         else:
-            summary = await engine.run(items, remote_prefix=target.prefix())
+            summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused)
         if args.delete:
             await _delete_extra(services, target, excludes, scanned, engine.progress, summary)
         await finish(services, target, via)
@@ -207,7 +208,7 @@ async def _delete_extra(
             progress.emit(Event("deleted", rel, target.remote_of(rel)))
 
 
-async def _dry_run(services, engine, items, target, excludes, scanned, args, out) -> int:
+async def _dry_run(services, engine, items, refused, target, excludes, scanned, args, out) -> int:
     new_version = isinstance(target.space, DatahubSpace) and target.space.version_id == "(new)"
     todo, unchanged = (items, []) if new_version else await engine.pending(items, target.prefix())
     deletes: list[str] = []
@@ -223,6 +224,11 @@ async def _dry_run(services, engine, items, target, excludes, scanned, args, out
                              "size": item.local.size})
         else:
             print(f"would send   {item.local.rel} -> {target.remote_of(item.local.rel)} ({item.local.size} bytes)")
+    for r in refused:
+        if out.json:
+            out.jsonl.print({"event": "would_fail", "path": r.rel, "error": r.reason})
+        else:
+            print(f"would fail   {r.rel}: {r.reason}")
     for rel in deletes:
         where = target.remote_of(rel)
         if out.json:
@@ -231,7 +237,7 @@ async def _dry_run(services, engine, items, target, excludes, scanned, args, out
             print(f"would delete {where}")
     summary = {"dry_run": True, "files_total": len(items), "files_to_send": len(todo),
                "files_unchanged": len(unchanged), "bytes_to_send": sum(i.local.size for i in todo),
-               "files_to_delete": len(deletes)}
+               "files_to_delete": len(deletes), "files_refused": len(refused)}
     out.result(summary, f"dry run: {len(todo)} to send, {len(unchanged)} unchanged, {len(deletes)} to delete;"
                         " nothing was sent")
     return EXIT_OK

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 
 from transfer.errors import ConfigError
-from transfer.models import Space, join_remote
+from transfer.models import Space
+from transfer.remotepath import display, parse_folder
 
 KINDS = ("dataset", "model", "algo", "image")
 _DATAHUB = re.compile(r"^(?P<kind>dataset|model|algo|image):(?P<asset>[^@:/]+)@(?P<version>[^:/]+)(?::(?P<path>.*))?$")
@@ -44,15 +45,7 @@ Remote = FileRemote | DatahubRemote
 
 
 def _check_components(path: str, text: str) -> str:
-    canonical = join_remote(path)
-    for part in canonical.split("/"):
-        if part in (".", ".."):
-            raise ConfigError(f"remote {text!r}: '.' and '..' are not allowed in remote paths")
-        if any(ord(c) < 32 for c in part):
-            raise ConfigError(f"remote {text!r}: control characters are not allowed")
-    if "\\" in path:
-        raise ConfigError(f"remote {text!r}: use '/' in remote paths, not '\\'")
-    return canonical
+    return parse_folder(path, what=f"remote '{display(text)}'")
 
 
 def parse_remote(text: str) -> Remote:

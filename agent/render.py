@@ -10,6 +10,7 @@ from json.encoder import encode_basestring as _json_str
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -21,6 +22,7 @@ from rich.progress import (
 )
 
 from transfer.progress import Event
+from transfer.remotepath import display, display_values
 
 _EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(Event) if f.name != "kind")
 
@@ -32,8 +34,8 @@ def _event_line(event: Event) -> str:
     for name in _EVENT_FIELDS:
         value = getattr(event, name)
         if isinstance(value, str):
-            if value:
-                parts += [', "', name, '": ', _json_str(value)]
+            if value:  # display: a name that is not UTF-8 is written escaped, never crashes the output
+                parts += [', "', name, '": ', _json_str(value if value.isprintable() else display(value))]
         elif value is not None:
             parts += [', "', name, '": ', str(int(value))]
     parts.append("}\n")
@@ -56,7 +58,10 @@ class JsonLines:
         self._write(_event_line(event), flush=event.kind == "failed")
 
     def print(self, obj: dict[str, Any], *, flush: bool = True) -> None:
-        self._write(json.dumps(obj, ensure_ascii=False) + "\n", flush=flush)
+        line = json.dumps(obj, ensure_ascii=False)
+        if not line.isprintable():
+            line = json.dumps(display_values(obj), ensure_ascii=False)
+        self._write(line + "\n", flush=flush)
 
     def _write(self, line: str, *, flush: bool) -> None:
         self.out.write(line)
@@ -85,7 +90,7 @@ class PlainLines:
             self._line(f"note    {event.path + ': ' if event.path else ''}{event.message}")
 
     def _line(self, text: str) -> None:
-        self.out.write(text + "\n")
+        self.out.write(display(text) + "\n")
         self.out.flush()
 
 
@@ -144,9 +149,11 @@ class RichProgress:
                 self.progress.remove_task(task)
             self.files_done += 1
             if event.kind == "failed":
-                self.console.print(f"[red]FAILED[/] {event.path}: {event.message}")
+                self.console.print(f"[red]FAILED[/] {escape(display(event.path))}: {escape(display(event.message))}",
+                                   markup=True, highlight=False)
         elif event.kind in ("info", "deleted"):
-            self.console.print(f"{event.path + ': ' if event.path else ''}{event.message or event.remote}")
+            self.console.print(display(f"{event.path + ': ' if event.path else ''}{event.message or event.remote}"),
+                               markup=False, highlight=False)
         self.progress.update(self.overall, description=self._describe_total())
 
 

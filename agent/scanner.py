@@ -10,9 +10,7 @@ from pathlib import Path
 import pathspec
 
 from transfer.models import LocalFile
-
-# Names hubsync itself writes (SFTP partial files); never sent, never deleted by --delete.
-OWN_TEMP_SUFFIX = ".hubsync-part"
+from transfer.remotepath import display, is_part_name
 
 
 @dataclass
@@ -20,20 +18,25 @@ class ScanResult:
     """Regular files found, and the entries that could not be taken (each with a reason)."""
 
     files: list[LocalFile] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (display(rel), reason)
     directories: list[str] = field(default_factory=list)
 
 
 class Excludes:
-    """gitignore-style patterns, matched against '/'-separated paths below the source."""
+    """gitignore-style patterns, matched against '/'-separated paths below the source.
 
-    def __init__(self, patterns: list[str]) -> None:
+    With `part_tag` (this agent's, `transfer.agenttag`), hubsync's own part files are excluded
+    too: never sent, never deleted by --delete. Only names with that tag: a user's file that
+    merely ends in `.hubsync-part` is a file like any other.
+    """
+
+    def __init__(self, patterns: list[str], part_tag: str | None = None) -> None:
         self.patterns = list(patterns)
         self.spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
+        self.part_tag = part_tag
 
     def excluded(self, rel: str, is_dir: bool = False) -> bool:
-        name = rel.rsplit("/", 1)[-1]
-        if name.endswith(OWN_TEMP_SUFFIX):
+        if self.part_tag is not None and not is_dir and is_part_name(rel.rsplit("/", 1)[-1], self.part_tag):
             return True
         if not self.patterns:
             return False
@@ -46,13 +49,13 @@ def scan(source: Path, excludes: Excludes) -> ScanResult:
     try:
         st = os.stat(source)
     except OSError as exc:
-        result.problems.append((str(source), f"cannot read source: {exc.strerror}"))
+        result.problems.append((display(str(source)), f"cannot read source: {exc.strerror}"))
         return result
     if stat.S_ISREG(st.st_mode):
         result.files.append(_local(os.fspath(source), source.name, st))
         return result
     if not stat.S_ISDIR(st.st_mode):
-        result.problems.append((str(source), "source is not a regular file or a folder"))
+        result.problems.append((display(str(source)), "source is not a regular file or a folder"))
         return result
     visited = {(st.st_dev, st.st_ino)}
     stack: list[tuple[Path, str]] = [(source, "")]
@@ -61,7 +64,7 @@ def scan(source: Path, excludes: Excludes) -> ScanResult:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            result.problems.append((prefix or ".", f"unreadable folder: {exc.strerror}"))
+            result.problems.append((display(prefix or "."), f"unreadable folder: {exc.strerror}"))
             continue
         for entry in entries:
             rel = f"{prefix}/{entry.name}" if prefix else entry.name
@@ -69,9 +72,9 @@ def scan(source: Path, excludes: Excludes) -> ScanResult:
                 est = entry.stat(follow_symlinks=True)
             except OSError as exc:
                 if entry.is_symlink():
-                    result.problems.append((rel, "broken symbolic link"))
+                    result.problems.append((display(rel), "broken symbolic link"))
                 else:
-                    result.problems.append((rel, f"cannot stat: {exc.strerror}"))
+                    result.problems.append((display(rel), f"cannot stat: {exc.strerror}"))
                 continue
             if stat.S_ISDIR(est.st_mode):
                 if excludes.excluded(rel, is_dir=True):
@@ -79,7 +82,7 @@ def scan(source: Path, excludes: Excludes) -> ScanResult:
                 key = (est.st_dev, est.st_ino)
                 if key in visited:
                     # A symlink back into the tree (or a bind-mount loop): never followed twice.
-                    result.problems.append((rel, "folder already visited (symbolic link loop); skipped"))
+                    result.problems.append((display(rel), "folder already visited (symbolic link loop); skipped"))
                     continue
                 visited.add(key)
                 result.directories.append(rel)
@@ -88,7 +91,7 @@ def scan(source: Path, excludes: Excludes) -> ScanResult:
                 if not excludes.excluded(rel):
                     result.files.append(_local(entry.path, rel, est))
             elif not excludes.excluded(rel):
-                result.problems.append((rel, "special file (device, socket or pipe); skipped"))
+                result.problems.append((display(rel), "special file (device, socket or pipe); skipped"))
     result.files.sort(key=lambda f: f.rel)
     return result
 

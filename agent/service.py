@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from transfer.agenttag import load_tag
 from transfer.api import PlatformClient
 from transfer.bandwidth import TokenBucket
 from transfer.datahub import DatahubApi, Resolver
@@ -62,6 +64,7 @@ class Services:
     journal: Journal
     folders: RemoteFolders
     bandwidth: TokenBucket | None = None
+    part_tag: str = ""  # this agent's mark on its SFTP part files (transfer.agenttag)
     sftp: SftpDestination | None = None
     _datahub: DatahubApi | None = None
     _resolver: Resolver | None = None
@@ -72,7 +75,9 @@ class Services:
         journal = await Journal(journal_path(config)).open()
         limit = config.transfer.bandwidth_limit
         bucket = TokenBucket(limit, burst=max(limit, config.transfer.chunk_size)) if limit else None
-        return cls(config=config, api=api, journal=journal, folders=RemoteFolders(api), bandwidth=bucket)
+        tag = await asyncio.to_thread(load_tag, config.state_dir())
+        return cls(config=config, api=api, journal=journal, folders=RemoteFolders(api), bandwidth=bucket,
+                   part_tag=tag)
 
     async def close(self) -> None:
         if self.sftp is not None:
@@ -109,6 +114,7 @@ class Services:
                 chunk_size=t.chunk_size,
                 bandwidth=self.bandwidth,
                 stale_part_age=s.stale_part_age,
+                part_tag=self.part_tag or None,
             )
         return self.sftp
 

@@ -6,19 +6,23 @@ handled the same way above this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from transfer.datahub import DatahubApi, Resolver
 from transfer.destinations.base import Destination
 from transfer.destinations.datahub import DatahubTree, DirectDatahubDestination, StagedDatahubDestination
-from transfer.engine import SendItem
+from transfer.engine import Refused, SendItem
 from transfer.errors import ConfigError, ParentNotApplicable, ParentNotFound, VersionNotFound
-from transfer.models import DatahubSpace, RemoteEntry, RemoteTarget, Space, join_remote
+from transfer.models import DatahubSpace, LocalFile, RemoteEntry, Space
+from transfer.remotepath import RefusedName, RemoteFolder, display
 
 from .remotes import DatahubRemote, FileRemote, Remote
 from .scanner import Excludes, ScanResult
 from .service import Services
+
+log = logging.getLogger("hubsync.targets")
 
 
 @dataclass
@@ -26,8 +30,13 @@ class Target:
     """A remote folder with ids resolved: a file space, or a datahub asset version."""
 
     space: Space | DatahubSpace
-    path: str
+    path: str  # canonical and checked (agent.remotes.parse_remote)
     text: str  # as the user wrote it, for messages
+    # The one mapping from local names to remote paths (transfer.remotepath).
+    remote: RemoteFolder = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.remote = RemoteFolder(self.space, self.path)
 
     def __str__(self) -> str:
         if isinstance(self.space, DatahubSpace):
@@ -43,19 +52,22 @@ class Target:
         return f"{self.space}:/{self.path}/" if self.path else f"{self.space}:/"
 
     def remote_of(self, rel: str) -> str:
-        return f"{self}".rstrip("/") + "/" + rel if self.path else f"{self}{rel}"
+        """For people: where `rel` (a file that maps, or a remote listing's path) is on the remote."""
+        where = self.remote.path_of(rel)
+        label = self.space.label() if isinstance(self.space, DatahubSpace) else str(self.space)
+        return f"{label}:/{where}"
 
-    def items(self, scanned: ScanResult) -> list[SendItem]:
-        """Map scanned files to targets below the remote folder."""
-        items = []
-        folders: dict[str, str] = {}  # local folder -> remote folder: one join per folder
-        for local in scanned.files:
-            folder, _, name = local.rel.rpartition("/")  # the scanner's rel is canonical
-            remote_folder = folders.get(folder)
-            if remote_folder is None:
-                remote_folder = folders[folder] = join_remote(self.path, folder)
-            items.append(SendItem(local, RemoteTarget(self.space, remote_folder, name)))
-        return items
+    def items(self, files: ScanResult | list[LocalFile]) -> tuple[list[SendItem], list[Refused]]:
+        """Map local files to targets below the remote folder: (to send, refused with the reason)."""
+        items: list[SendItem] = []
+        refused: list[Refused] = []
+        prefix = self.prefix()
+        for local in files.files if isinstance(files, ScanResult) else files:
+            try:
+                items.append(SendItem(local, self.remote.target(local.rel)))
+            except RefusedName as exc:
+                refused.append(Refused(local, prefix + display(local.rel), exc.message))
+        return items, refused
 
     # -- the remote side -------------------------------------------------------------------
     async def listing(self, services: Services, folder: str) -> list[RemoteEntry]:
@@ -70,8 +82,12 @@ class Target:
         pending = [under]
         while pending:
             rel = pending.pop()
-            for entry in await self.listing(services, join_remote(self.path, rel)):
-                child = join_remote(rel, entry.name)
+            for entry in await self.listing(services, self.remote.folder(rel)):
+                child = self.remote.child(rel, entry.name)
+                if child is None:
+                    # Not a name hubsync could have made: never walked into, never deleted.
+                    log.info("remote %s/%s: left alone (a name no local file maps to)", self, display(entry.name))
+                    continue
                 if excludes.excluded(child, is_dir=entry.is_dir):
                     continue
                 if entry.is_dir:
@@ -81,7 +97,7 @@ class Target:
         return found
 
     async def delete(self, services: Services, rels: list[str]) -> None:
-        paths = [join_remote(self.path, rel) for rel in rels]
+        paths = [self.remote.path_of(rel) for rel in rels]
         if isinstance(self.space, DatahubSpace):
             await DatahubTree(services.datahub()).delete(self.space, paths)
         else:

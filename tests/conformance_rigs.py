@@ -24,8 +24,9 @@ from transfer.engine import Engine, RunSummary, SendItem
 from transfer.folders import RemoteFolders
 from transfer.hashing import stat_file
 from transfer.journal import Journal
-from transfer.models import DatahubSpace, RemoteTarget, Space, join_remote
+from transfer.models import DatahubSpace, RemoteTarget, Space
 from transfer.progress import ProgressSink
+from transfer.remotepath import RemoteFolder, join
 
 from .conftest import hubsync_cmd, run_cli, user_env
 
@@ -84,8 +85,7 @@ class Rig:
         return Engine(self.journal, self.destination, chunk_size=CS, settle_seconds=0.05, progress=progress)
 
     def target(self, rel: str) -> RemoteTarget:
-        folder, _, name = join_remote(self.root, rel).rpartition("/")
-        return RemoteTarget(self.space, folder, name)
+        return RemoteFolder(self.space, self.root).target(rel)
 
     def items(self, src: Path, rels: list[str]) -> list[SendItem]:
         return [SendItem(stat_file(src / rel, rel), self.target(rel)) for rel in rels]
@@ -95,7 +95,7 @@ class Rig:
 
     def on_disk(self, rel: str) -> Path:
         """Where the emulator keeps the target of `rel`."""
-        path = join_remote(self.root, rel)
+        path = join(self.root, rel)
         if isinstance(self.space, DatahubSpace):
             v = self.space
             return self.emu.datahub_path(v.kind, v.asset_id, v.version_id, path)  # type: ignore[arg-type]

@@ -31,6 +31,18 @@ def hub_env(emu: EmulatorThread, tmp_path: Path) -> dict[str, str]:
     return user_env(emu, tmp_path)
 
 
+@pytest.fixture
+def emu_sftp(tmp_path: Path) -> Iterator[EmulatorThread]:
+    """The emulator with its SFTP service."""
+    with EmulatorThread(tmp_path / "platform", sftp=True) as server:
+        yield server
+
+
+@pytest.fixture
+def sftp_env(emu_sftp: EmulatorThread, tmp_path: Path) -> dict[str, str]:
+    return user_env(emu_sftp, tmp_path)
+
+
 def user_env(emu: EmulatorThread, tmp_path: Path) -> dict[str, str]:
     """The environment a user would set: no config file at all."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUBSYNC_")}

@@ -25,8 +25,11 @@ def changed(rel: str, is_dir: bool = False) -> FsEvent:
     return FsEvent("changed", f"{ROOT}/{rel}", is_dir=is_dir)
 
 
+TAG = "0123abcd"  # the agent's part tag (transfer.agenttag)
+
+
 def make(excludes: list[str] | None = None, **kw: object) -> tuple[Aggregator, Clock]:
-    return Aggregator(ROOT, Excludes(excludes or []), SETTLE, **kw), Clock()  # type: ignore[arg-type]
+    return Aggregator(ROOT, Excludes(excludes or [], part_tag=TAG), SETTLE, **kw), Clock()  # type: ignore[arg-type]
 
 
 def step(agg: Aggregator, clock: Clock, stats: dict[str, FileStat | None]) -> list[object]:
@@ -144,12 +147,23 @@ def test_a_pending_file_renamed_is_sent_under_its_new_name_only() -> None:
 
 def test_own_temporary_names_excluded_paths_and_outside_paths_are_ignored() -> None:
     agg, clock = make([".git/", "*.swp"])
-    for event in (changed("model.bin.hubsync-part"), changed(".git/objects/ab/cdef"), changed("x.swp"),
+    for event in (changed(f".model.bin.{TAG}.hubsync-part"), changed(".git/objects/ab/cdef"), changed("x.swp"),
                   FsEvent("changed", "/elsewhere/file"), FsEvent("changed", "/data/input/x"),
                   changed("", is_dir=True), FsEvent("deleted", f"{ROOT}/.git/HEAD")):
         agg.add(event, 0.0)
     clock.now = 100.0
     assert agg.pending == 0 and step(agg, clock, {}) == []
+
+
+def test_a_user_file_ending_in_hubsync_part_is_sent() -> None:
+    """Only names with this agent's tag are its own part files; another agent's tag, or none, is a user file."""
+    agg, clock = make()
+    names = ["model.bin.hubsync-part", ".model.bin.hubsync-part", ".m.bin.ffff0000.hubsync-part"]
+    for name in names:
+        agg.add(changed(name), 0.0)
+    clock.now = 1.0 + SETTLE
+    st = FileStat(3, int((clock.wall() - 10) * 1e9))
+    assert sorted(step(agg, clock, dict.fromkeys(names, st)), key=str) == sorted((Send(n) for n in names), key=str)
 
 
 def test_overflow_means_a_rescan_of_the_tree() -> None:

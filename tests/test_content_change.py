@@ -14,14 +14,15 @@ from pathlib import Path
 
 from emulator.sftp_server import sftp_write_log
 from emulator.testing import EmulatorThread
+from transfer.agenttag import load_tag
 from transfer.api import PlatformClient
 from transfer.destinations.chunked import ChunkedDestination
-from transfer.destinations.sftp import part_name
 from transfer.engine import Engine, SendItem
 from transfer.folders import RemoteFolders
 from transfer.hashing import hash_file, md5_hex, stat_file
 from transfer.journal import Journal
 from transfer.models import RemoteTarget, Space
+from transfer.remotepath import part_name
 
 from .conftest import ALICE, KEY, REPO, hubsync_cmd, json_lines, md5_of, user_env, wait_for, write_random
 
@@ -83,7 +84,8 @@ def test_sftp_does_not_place_bytes_that_differ_from_the_files_md5(tmp_path: Path
         original = md5_of(src)
         # 2 MiB/s after a 2 MiB burst: the transfer takes ~2 s, the tail is read last.
         env = env_with(emu, tmp_path, 'chunk_size = "1MiB"\nbandwidth_limit = "2MiB/s"')
-        part = emu.private_path("db/" + part_name("table.db"))
+        part_file = part_name("table.db", load_tag(tmp_path / "state"))  # the CLI's state dir (user_env)
+        part = emu.private_path("db/" + part_file)
         target = emu.private_path("db/table.db")
         seen: set[str] = set()
         proc = subprocess.Popen(
@@ -117,7 +119,7 @@ def test_sftp_does_not_place_bytes_that_differ_from_the_files_md5(tmp_path: Path
         assert seen <= {now}, "the target held bytes that were never one version of the file"
         assert not part.exists()
         # Sent twice: the first pass was not renamed into place, the second sent the new content.
-        writes = [w for w in sftp_write_log(emu.root) if w["path"].endswith(part_name("table.db"))]
+        writes = [w for w in sftp_write_log(emu.root) if w["path"].endswith(part_file)]
         assert sum(w["bytes"] for w in writes) >= size + 2 * MiB, writes
         assert any("changed" in o.get("message", "") for o in json_lines(out) if o.get("event") == "info")
 

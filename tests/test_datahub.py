@@ -19,7 +19,8 @@ from transfer.engine import Engine, SendItem
 from transfer.errors import AssetNotFound, ParentNotApplicable, VersionNotFound
 from transfer.folders import RemoteFolders
 from transfer.journal import Journal
-from transfer.models import DatahubSpace, RemoteTarget, join_remote, split_remote
+from transfer.models import DatahubSpace
+from transfer.remotepath import RemoteFolder
 
 from .conftest import (
     ALICE,
@@ -164,7 +165,7 @@ async def test_crash_after_staging_resumes_at_the_import(emu: EmulatorThread, hu
         write_random(src / f"part{i}" / f"f{i}.bin", 2 * MiB + i, seed=i)
     space = DatahubSpace("dataset", asset_id, v1)
     files = scan(src, Excludes([])).files
-    items = [SendItem(f, RemoteTarget(space, *split_remote(join_remote("in", f.rel)))) for f in files]
+    items = [SendItem(f, RemoteFolder(space, "in").target(f.rel)) for f in files]
     journal_file = tmp_path / "state" / "journal.sqlite3"
     journal_file.parent.mkdir(parents=True)
     async with PlatformClient(emu.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:

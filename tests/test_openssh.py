@@ -41,14 +41,16 @@ from emulator.accounts import SftpAccounts
 from emulator.config import EmulatorUser
 from emulator.storage import Space as EmuSpace
 from emulator.testing import EmulatorThread
+from transfer.agenttag import load_tag
 from transfer.api import PlatformClient
 from transfer.destinations.base import ResumeState
-from transfer.destinations.sftp import SftpDestination, part_name
+from transfer.destinations.sftp import SftpDestination
 from transfer.engine import Engine, SendItem
 from transfer.errors import Fatal
 from transfer.hashing import hash_file, stat_file
 from transfer.journal import Journal
-from transfer.models import RemoteTarget, Space, split_remote
+from transfer.models import RemoteTarget, Space
+from transfer.remotepath import RemoteFolder, part_name
 
 from .conftest import KEY, md5_of, write_random
 
@@ -283,7 +285,7 @@ class Rig:
 
     def items(self, src: Path, rels: list[str]) -> list[SendItem]:
         return [SendItem(stat_file(src / rel, rel),
-                         RemoteTarget(Space.PRIVATE, *split_remote(f"{self.remote_root}/{rel}"))) for rel in rels]
+                         RemoteFolder(Space.PRIVATE, self.remote_root).target(rel)) for rel in rels]
 
 
 @pytest.fixture
@@ -338,7 +340,7 @@ async def test_sizes_names_and_overwrite(rig: Rig, tmp_path: Path, caplog: pytes
     # Every file was put in place by OpenSSH's posix-rename extension, none by remove + rename.
     requests = [r.getMessage() for r in caplog.records if "rename request" in r.getMessage()]
     assert len(requests) == len(SIZES) + 1 and all("POSIX rename" in m for m in requests), requests
-    assert sum(part_name("cs+1.bin") in m for m in requests) == 2
+    assert sum(part_name("cs+1.bin", load_tag(rig.pin_file.parent)) in m for m in requests) == 2
 
 
 @pytest.mark.parametrize("corrupt", [False, True])
@@ -348,7 +350,7 @@ async def test_resume_of_a_partial_upload(rig: Rig, tmp_path: Path, corrupt: boo
     local = stat_file(src, "f.bin")
     digest = hash_file(local)
     target = RemoteTarget(Space.PRIVATE, f"{rig.remote_root}/x", "f.bin")
-    part = rig.on_disk("x/" + part_name("f.bin"))
+    part = rig.on_disk("x/" + part_name("f.bin", load_tag(rig.pin_file.parent)))
 
     class Interrupted(Exception):
         pass
@@ -432,7 +434,7 @@ async def test_host_key_is_pinned_and_a_changed_one_refused(rig: Rig, sshd: Sshd
         await dest.close()
     message = str(refused.value)
     assert _fingerprints(message) == {old, new} and f"[127.0.0.1]:{sshd.port}" in message
-    assert not rig.on_disk("two.bin").exists() and not rig.on_disk(part_name("two.bin")).exists()
+    assert not rig.on_disk("two.bin").exists() and not rig.on_disk(part_name("two.bin", load_tag(rig.pin_file.parent))).exists()
 
     # A configured known_hosts holding the new key is trusted, and nothing gets pinned.
     known = tmp_path / "configured_known_hosts"

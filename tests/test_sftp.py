@@ -8,7 +8,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
@@ -18,9 +17,11 @@ from emulator.accounts import SftpAccounts
 from emulator.sftp_server import host_key_path
 from emulator.storage import Space as EmuSpace
 from emulator.testing import EmulatorThread
+from transfer import remotepath
+from transfer.agenttag import load_tag
 from transfer.api import PlatformClient
 from transfer.destinations.base import ConfirmItem, ResumeState
-from transfer.destinations.sftp import MD5_PROBES, SftpDestination, part_name
+from transfer.destinations.sftp import MD5_PROBES, SftpDestination
 from transfer.errors import AuthFailed
 from transfer.hashing import hash_file, stat_file
 from transfer.journal import FileRecord, Journal
@@ -35,7 +36,6 @@ from .conftest import (
     md5_of,
     run_cli,
     summary_of,
-    user_env,
     wait_for,
     write_random,
 )
@@ -44,15 +44,9 @@ MiB = 1 << 20
 CS = 8 * MiB  # the default chunk size: the resume bound below is stated in chunks
 
 
-@pytest.fixture
-def emu_sftp(tmp_path: Path) -> Iterator[EmulatorThread]:
-    with EmulatorThread(tmp_path / "platform", sftp=True) as server:
-        yield server
-
-
-@pytest.fixture
-def sftp_env(emu_sftp: EmulatorThread, tmp_path: Path) -> dict[str, str]:
-    return user_env(emu_sftp, tmp_path)
+def part_name(name: str, state: Path) -> str:
+    """The part file the agent with state dir `state` writes `name` under."""
+    return remotepath.part_name(name, load_tag(state))
 
 
 def test_auto_switches_to_sftp_when_the_chunk_api_is_off(emu_sftp: EmulatorThread, sftp_env: dict,
@@ -90,7 +84,7 @@ def test_kill_mid_upload_then_resume_sends_little_again(emu_sftp: EmulatorThread
     size = 200 * MiB + 3
     big = write_random(tmp_path / "src" / "big.bin", size)
     target = emu_sftp.private_path("x/big.bin")
-    part = emu_sftp.private_path("x/" + part_name("big.bin"))
+    part = emu_sftp.private_path("x/" + part_name("big.bin", tmp_path / "state"))
     seen: list[int] = []
     stop = threading.Event()
 
@@ -115,7 +109,7 @@ def test_kill_mid_upload_then_resume_sends_little_again(emu_sftp: EmulatorThread
             proc.kill()
             proc.wait()
     assert not target.exists()
-    rel_part = "x/" + part_name("big.bin")
+    rel_part = "x/" + part_name("big.bin", tmp_path / "state")
     first = wait_for(lambda: emu_sftp.sftp_writes(rel_part), timeout=30)  # logged once the server sees the drop
     assert 0 < first < size
 
@@ -138,7 +132,7 @@ async def test_corrupted_part_tail_is_detected_and_resent(emu_sftp: EmulatorThre
     local = stat_file(src, "f.bin")
     digest = hash_file(local)
     target = RemoteTarget(Space.PRIVATE, "deep/er", "f.bin")
-    part = emu_sftp.private_path("deep/er/" + part_name("f.bin"))
+    part = emu_sftp.private_path("deep/er/" + part_name("f.bin", tmp_path))
 
     class Interrupted(Exception):
         pass
@@ -345,7 +339,7 @@ async def test_a_stale_part_is_started_again_not_resumed(emu_sftp: EmulatorThrea
     size = 3 * CS + 11
     src = write_random(tmp_path / "s.bin", size, seed=5)
     target = RemoteTarget(Space.PRIVATE, "st", "s.bin")
-    part = emu_sftp.private_path("st/" + part_name("s.bin"))
+    part = emu_sftp.private_path("st/" + part_name("s.bin", tmp_path))
     async with PlatformClient(emu_sftp.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:
         journal = await Journal(tmp_path / "j.sqlite3").open()
         dest = SftpDestination(api, pin_file=tmp_path / "known_hosts", chunk_size=CS, stale_part_age=7 * DAY)
@@ -371,7 +365,7 @@ async def test_a_stale_part_is_started_again_not_resumed(emu_sftp: EmulatorThrea
 async def test_only_stale_parts_the_journal_names_as_ours_are_removed(emu_sftp: EmulatorThread,
                                                                       tmp_path: Path) -> None:
     def at(name: str) -> Path:
-        return emu_sftp.private_path("p/" + part_name(name))
+        return emu_sftp.private_path("p/" + part_name(name, tmp_path))
 
     async with PlatformClient(emu_sftp.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:
         journal = await Journal(tmp_path / "j.sqlite3").open()
@@ -394,13 +388,13 @@ async def test_only_stale_parts_the_journal_names_as_ours_are_removed(emu_sftp: 
 
             removed = await dest.remove_stale_parts(journal, "ns1 ")
 
-            assert removed == ["private:/p/" + part_name("old.bin")]
+            assert removed == ["private:/p/" + part_name("old.bin", tmp_path)]
             assert not at("old.bin").exists()
             assert at("fresh.bin").exists() and at("other.bin").exists() and foreign.exists()
             after = {name: await journal.get(str(tmp_path / name), r.remote) for name, r in records.items()}
             assert after["old.bin"] is not None and after["old.bin"].resume.get("part") is None
             assert after["gone.bin"] is not None and after["gone.bin"].resume.get("part") is None
-            assert after["fresh.bin"] is not None and after["fresh.bin"].resume.get("part") == "p/" + part_name("fresh.bin")
+            assert after["fresh.bin"] is not None and after["fresh.bin"].resume.get("part") == "p/" + part_name("fresh.bin", tmp_path)
             assert await dest.remove_stale_parts(journal, "ns1 ") == []  # nothing named is left to remove
         finally:
             await dest.close()

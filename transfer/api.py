@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 import aiohttp
 import aiohttp.payload
 
+from . import remotepath
 from .auth import TokenSource, encrypt_password, jwt_claims
 from .envelope import Envelope, PlatformRefused, classify
 from .errors import AuthExpired, AuthFailed, Fatal, LocalFileChanged, Retryable
 from .hashing import SPAN_PIECE, FileSpan, pread_full
-from .models import CheckResult, RemoteEntry, SftpAccount, Space, UserInfo, join_remote
+from .models import CheckResult, RemoteEntry, SftpAccount, Space, UserInfo
 from .pacer import Pacer
 
 LIST_PAGE = 100
@@ -76,7 +77,7 @@ FormFactory = Callable[[], aiohttp.FormData]
 
 def wire_path(path: str) -> str:
     """The form every call takes a folder in: '/a/b', and '/' for the space root."""
-    return "/" + join_remote(path)
+    return "/" + remotepath.join(path)
 
 
 def _parse_size(text: str) -> int:
@@ -300,7 +301,7 @@ class PlatformClient:
                 mtime = row.get("lastModifyTime")
                 entries[name] = RemoteEntry(
                     name=name,
-                    path=join_remote(folder, name),
+                    path=remotepath.join(folder, name),
                     is_dir=is_dir,
                     size=0 if is_dir else size,
                     mtime_ms=int(mtime) if isinstance(mtime, int | float) else None,

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from . import remotepath
 from .api import PlatformClient, SpanPayload
 from .envelope import PlatformRefused
 from .errors import (
@@ -28,7 +29,7 @@ from .errors import (
     VersionNotFound,
 )
 from .hashing import FileSpan
-from .models import DatahubSpace, RemoteEntry, join_remote
+from .models import DatahubSpace, RemoteEntry
 
 KINDS = ("dataset", "model", "algo", "image")
 CATEGORY = {"dataset": 1, "algo": 2, "model": 3, "image": 4}
@@ -84,7 +85,7 @@ def _total(data: Any) -> int | None:
 
 def wire_folder(folder: str) -> str:
     """A folder inside a version as the datahub calls take it: '' for the root, else 'a/b'."""
-    return join_remote(folder)
+    return remotepath.join(folder)
 
 
 class DatahubApi:
@@ -177,7 +178,7 @@ class DatahubApi:
             mtime = row.get("updateTime")
             entries[name] = RemoteEntry(
                 name=name,
-                path=join_remote(folder, name),
+                path=remotepath.join(folder, name),
                 is_dir=is_dir,
                 size=0 if is_dir else _int(row.get("fileSize")),
                 mtime_ms=_int(mtime) if mtime is not None else None,
@@ -190,8 +191,8 @@ class DatahubApi:
         pending = [""]
         while pending:
             rel = pending.pop()
-            for entry in await self.list_files(space, join_remote(folder, rel)):
-                child = join_remote(rel, entry.name)
+            for entry in await self.list_files(space, remotepath.join(folder, rel)):
+                child = remotepath.join(rel, entry.name)
                 if entry.is_dir:
                     pending.append(child)
                 else:
@@ -200,11 +201,11 @@ class DatahubApi:
 
     async def import_files(self, space: DatahubSpace, import_path: str, sources: list[str]) -> None:
         body = {"id": space.asset_id, "versionId": space.version_id, "importPath": wire_folder(import_path),
-                "sourceFiles": [join_remote(s) for s in sources]}
+                "sourceFiles": [remotepath.join(s) for s in sources]}
         await self.api.call(f"{BASE}/data/importFiles", body)
 
     async def delete_files(self, space: DatahubSpace, paths: list[str]) -> None:
-        body = {"id": space.asset_id, "versionId": space.version_id, "filePaths": [join_remote(p) for p in paths]}
+        body = {"id": space.asset_id, "versionId": space.version_id, "filePaths": [remotepath.join(p) for p in paths]}
         await self.api.call(f"{BASE}/data/deleteFiles", body)
 
     async def upload_chunk(

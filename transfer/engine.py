@@ -18,6 +18,7 @@ from .hashing import fingerprint, hash_file, stat_file
 from .journal import FileRecord, Journal
 from .models import Digest, LocalFile, RemoteTarget
 from .progress import Event, NullSink, ProgressSink
+from .remotepath import display
 from .switch import TransportSwitch
 
 log = logging.getLogger("hubsync.engine")
@@ -34,6 +35,23 @@ class SendItem:
     @cached_property
     def remote(self) -> str:
         return str(self.target)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A local file the remote cannot hold under its name (transfer.remotepath): never sent.
+
+    `remote` is a label for the journal and for people (the REMOTE folder and the escaped
+    name), never a path anything is written to.
+    """
+
+    local: LocalFile
+    remote: str
+    reason: str
+
+    @property
+    def rel(self) -> str:
+        return display(self.local.rel)
 
 
 @dataclass
@@ -132,13 +150,13 @@ class Engine:
         unchanged: list[SendItem] = []
         merged: list[_Sent] = []
         for item in items:
-            row = rows.get((str(item.local.path), self._key(item)))
+            row = rows.get((display(item.local.path), self._key(item)))
             if row is None or row.stat_key != item.local.stat_key:
                 send.append(item)
             elif row.state == "done":
                 unchanged.append(item)
             elif row.state == "merged" and (destination := self._by_transport(row.transport)):
-                record = await self.journal.get(str(item.local.path), self._key(item))
+                record = await self.journal.get(display(item.local.path), self._key(item))
                 if record is None:
                     send.append(item)
                 else:
@@ -158,10 +176,35 @@ class Engine:
         await self.journal.forget_under(key.rstrip("/") + "/") if folder else await self.journal.forget_remote(key)
 
     # -- running ---------------------------------------------------------------------------
-    async def run(self, items: list[SendItem], *, job: str = "", remote_prefix: str = "") -> RunSummary:
-        """Send every item that is not already done; confirm what was sent; return the summary."""
+    async def refuse(self, refused: list[Refused], *, job: str = "", clear_under: str | None = None) -> None:
+        """Record files refused for their names as failed (journal and events), so `status` lists them.
+
+        With `clear_under` (a remote prefix that was walked whole), earlier refusals below it
+        that are no longer among `refused` (renamed, deleted) are dropped from the journal.
+        """
+        await self.journal.record_refused(
+            [(display(r.local.path), self.namespace + r.remote, r.local.size, r.reason) for r in refused],
+            job=job, clear_under=None if clear_under is None else self.namespace + clear_under,
+        )
+        for r in refused:
+            self.progress.emit(Event("failed", r.rel, r.remote, message=r.reason))
+            log.warning("refused %s: %s", r.rel, r.reason)
+
+    async def run(self, items: list[SendItem], *, job: str = "", remote_prefix: str = "",
+                  refused: list[Refused] | None = None) -> RunSummary:
+        """Send every item that is not already done; confirm what was sent; return the summary.
+
+        `refused`, when given, are the files of a whole walk of `remote_prefix` whose names cannot
+        go: journaled (replacing earlier refusals there) and counted as failed.
+        """
         started = self.clock()
-        summary = RunSummary(files_total=len(items), bytes_total=sum(i.local.size for i in items))
+        summary = RunSummary(files_total=len(items) + len(refused or []),
+                             bytes_total=sum(i.local.size for i in items))
+        if refused is not None:
+            await self.refuse(refused, job=job, clear_under=remote_prefix)
+        refused = refused or []
+        summary.files_failed += len(refused)
+        summary.failures.extend((r.rel, r.reason) for r in refused)
         todo, unchanged, merged = await self._plan(items, remote_prefix)
         if merged:
             # Files a crashed run merged but never confirmed need a listing, not another upload;
@@ -200,7 +243,7 @@ class Engine:
         source = iter(todo)
 
         # One query finds every cached digest of the round (instead of one per file).
-        cache = await self.journal.cached_digests([str(item.local.path) for item in todo])
+        cache = await self.journal.cached_digests([display(item.local.path) for item in todo])
 
         async def prepare() -> None:
             for item in source:  # one shared iterator: each item is prepared once
@@ -281,7 +324,7 @@ class Engine:
             message = _describe(exc)
             summary.files_failed += 1
             summary.failures.append((item.local.rel, message))
-            record = await self.journal.get(str(item.local.path), self._key(item))
+            record = await self.journal.get(display(item.local.path), self._key(item))
             if record is not None:
                 await self.journal.update(record.id, state="failed", last_error=message)
             self.progress.emit(Event("failed", item.local.rel, item.remote, message=message))
@@ -300,7 +343,7 @@ class Engine:
         if cache is None:
             cached = await self.journal.cached_digest(local)
         else:
-            hit = cache.pop(str(local.path), None)
+            hit = cache.pop(display(local.path), None)
             cached = hit[1] if hit is not None and hit[0] == local.stat_key else None
         if cached is not None:
             if await asyncio.to_thread(fingerprint, local.path, local.size) == cached.fingerprint:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from . import remotepath
 from .api import PlatformClient
 from .envelope import PlatformRefused
 from .errors import Fatal
-from .models import Space, join_remote
+from .models import Space
 
 
 class RemoteFolders:
@@ -19,12 +20,12 @@ class RemoteFolders:
         self._locks: dict[tuple[Space, str], asyncio.Lock] = {}
 
     def forget(self, space: Space, folder: str) -> None:
-        folder = join_remote(folder)
+        folder = remotepath.join(folder)
         self._known = {k for k in self._known if not (k[0] == space and (k[1] + "/").startswith(folder + "/"))}
 
     async def ensure(self, space: Space, folder: str) -> None:
         """Create `folder` and its missing parents (the platform creates none implicitly)."""
-        folder = join_remote(folder)
+        folder = remotepath.join(folder)
         if not folder or (space, folder) in self._known:
             return
         parts = folder.split("/")
@@ -51,5 +52,5 @@ class RemoteFolders:
             if entry.name == name:
                 if entry.is_dir:
                     return
-                raise Fatal(f"cannot create folder {join_remote(parent, name)}: a file has that name")
+                raise Fatal(f"cannot create folder {remotepath.join(parent, name)}: a file has that name")
         raise refusal

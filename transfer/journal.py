@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from .models import Digest, LocalFile
+from .remotepath import display
 
 T = TypeVar("T")
 
@@ -102,7 +103,7 @@ def _store_digest(conn: sqlite3.Connection, local: LocalFile, digest: Digest) ->
     conn.execute(
         "INSERT OR REPLACE INTO digests(local_path,size,mtime_ns,inode,device,fingerprint,md5)"
         " VALUES(?,?,?,?,?,?,?)",
-        (str(local.path), local.size, local.mtime_ns, local.inode, local.device, digest.fingerprint, digest.md5),
+        (display(local.path), local.size, local.mtime_ns, local.inode, local.device, digest.fingerprint, digest.md5),
     )
 
 
@@ -206,7 +207,7 @@ class Journal:
         """The stored digest of this path if its stat is unchanged (the caller checks the fingerprint)."""
 
         def q(conn: sqlite3.Connection) -> Digest | None:
-            row = conn.execute("SELECT * FROM digests WHERE local_path=?", (str(local.path),)).fetchone()
+            row = conn.execute("SELECT * FROM digests WHERE local_path=?", (display(local.path),)).fetchone()
             if row is None:
                 return None
             if (row["size"], row["mtime_ns"], row["inode"], row["device"]) != local.stat_key:
@@ -311,13 +312,13 @@ class Journal:
                 if digest is not None:  # a freshly computed md5 is cached in the same transaction
                     _store_digest(conn, local, digest)
                 row = conn.execute(
-                    "SELECT * FROM files WHERE local_path=? AND remote=?", (str(local.path), remote)
+                    "SELECT * FROM files WHERE local_path=? AND remote=?", (display(local.path), remote)
                 ).fetchone()
                 if row is None:
                     conn.execute(
                         "INSERT INTO files(job,local_path,remote,size,mtime_ns,inode,device,md5,chunk_size,state,"
                         "transport,created_at,updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (job, str(local.path), remote, local.size, local.mtime_ns, local.inode, local.device,
+                        (job, display(local.path), remote, local.size, local.mtime_ns, local.inode, local.device,
                          md5, chunk_size, "sending", transport, now, now),
                     )
                 else:
@@ -329,7 +330,7 @@ class Journal:
                          row["resume"] if same else None, now, row["id"]),
                     )
                 row = conn.execute(
-                    "SELECT * FROM files WHERE local_path=? AND remote=?", (str(local.path), remote)
+                    "SELECT * FROM files WHERE local_path=? AND remote=?", (display(local.path), remote)
                 ).fetchone()
                 conn.execute("COMMIT")
             except BaseException:
@@ -376,6 +377,35 @@ class Journal:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(f"UPDATE files SET {cols} WHERE id=?", [(*values, i) for i in file_ids])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._run(w)
+
+    async def record_refused(self, refused: list[tuple[str, str, int, str]], *, job: str = "",
+                             clear_under: str | None = None) -> None:
+        """Record (local path, remote label, size, reason) of files refused for their names, state
+        'failed' and transport 'refused'; with `clear_under`, first drop the refusals recorded
+        below that remote prefix (one walk of it found the current ones)."""
+        now = self._clock()
+
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if clear_under is not None:
+                    conn.execute(
+                        "DELETE FROM files WHERE state='failed' AND transport='refused' AND substr(remote,1,?)=?",
+                        (len(clear_under), clear_under),
+                    )
+                conn.executemany(
+                    "INSERT INTO files(job,local_path,remote,size,state,last_error,transport,attempts,created_at,"
+                    "updated_at) VALUES(?,?,?,?,'failed',?,'refused',1,?,?) ON CONFLICT(local_path,remote) DO UPDATE"
+                    " SET job=excluded.job,size=excluded.size,state='failed',last_error=excluded.last_error,"
+                    "transport='refused',attempts=attempts+1,updated_at=excluded.updated_at",
+                    [(job, local, remote, size, reason, now, now) for local, remote, size, reason in refused],
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

@@ -18,27 +18,6 @@ class Space(StrEnum):
         return self is Space.PUBLIC
 
 
-def join_remote(*parts: str) -> str:
-    """Join remote path pieces into the canonical form: no leading, trailing or doubled '/'."""
-    if all(_canonical(p) for p in parts):  # the common case, without splitting
-        return "/".join(p for p in parts if p)
-    pieces: list[str] = []
-    for part in parts:
-        pieces.extend(p for p in part.replace("\\", "/").split("/") if p)
-    return "/".join(pieces)
-
-
-def _canonical(part: str) -> bool:
-    return not part or (part[0] != "/" and part[-1] != "/" and "//" not in part and "\\" not in part)
-
-
-def split_remote(path: str) -> tuple[str, str]:
-    """('a/b', 'c') for 'a/b/c'."""
-    path = join_remote(path)
-    folder, _, name = path.rpartition("/")
-    return folder, name
-
-
 @dataclass(frozen=True)
 class DatahubSpace:
     """One asset version, by ids: what a RemoteTarget's `space` is for datahub targets."""
@@ -68,7 +47,8 @@ class RemoteTarget:
 
     @property
     def path(self) -> str:
-        return join_remote(self.folder, self.name)
+        # Built only by transfer.remotepath: folder canonical, name one checked component.
+        return f"{self.folder}/{self.name}" if self.folder else self.name
 
     def __str__(self) -> str:
         # folder is canonical and name a single component: no join needed (hot in planning).

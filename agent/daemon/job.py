@@ -55,7 +55,7 @@ class Job:
         self.daemon = daemon
         self.alarm = alarm
         self.clock, self.wall = clock, wall
-        self.excludes = Excludes(plan.watch.exclude)
+        self.excludes = Excludes(plan.watch.exclude, part_tag=target.services.part_tag or None)
         self.settle = plan.watch.settle_seconds
         self.aggregator = Aggregator(self.root, self.excludes, self.settle)
         self.inbox = Inbox(wake)
@@ -130,15 +130,18 @@ class Job:
         due = self.aggregator.due(now)
         locals_ = await asyncio.to_thread(_stat_many, self.root, due) if due else {}
         stats = {rel: FileStat(f.size, f.mtime_ns) if f else None for rel, f in locals_.items()}
+        settled: list[LocalFile] = []
         for action in self.aggregator.poll(self.clock(), self.wall(), stats):
             if isinstance(action, Send):
                 local = locals_.get(action.rel)
                 if local is not None:
-                    self._submit(local)
+                    settled.append(local)
             elif isinstance(action, Rescan):
                 self.request_walk(action.rel)
             elif isinstance(action, Gone) and self.plan.watch.delete:
                 self.deletes.add(action.rel, action.is_dir, now)
+        if settled:
+            await self._submit(settled)
         if self.timer.due(now):
             self.request_walk("")
         next_delete = self.deletes.next_due() if self.plan.watch.delete else None
@@ -172,9 +175,13 @@ class Job:
         self._walks = {""} if rel == "" or len(self._walks) > 256 else self._walks | {rel}
         self._kick.set()
 
-    def _submit(self, local: LocalFile) -> None:
-        self.deletes.discard(local.rel)
-        for item in self.target.items([local]):
+    async def _submit(self, files: list[LocalFile]) -> None:
+        items, refused = self.target.items(files)
+        for local in files:
+            self.deletes.discard(local.rel)
+        if refused:
+            await self.engine.refuse(refused, job=self.name)
+        for item in items:
             self.scheduler.submit(self.name, item)
 
     async def _work(self) -> None:
@@ -195,7 +202,7 @@ class Job:
         started = self.clock()
         try:
             result, scanned = await walk(self.root, rel, self.excludes, self.target, self.engine, self.settle,
-                                         self.wall)
+                                         self.wall, self.name)
         except (TransferError, OSError) as exc:
             log_event(logging.ERROR, "walk_failed", job=self.name, path=rel or ".", error=str(exc))
             self.stats.error(rel or ".", f"walk failed: {exc}")

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import IO, Any
 
+from transfer.remotepath import display_values
+
 log = logging.getLogger("hubsync.daemon")
 
 
@@ -30,7 +32,8 @@ class JsonFormatter(logging.Formatter):
             trace = self.formatException(record.exc_info)
             line["error"] = line.get("error") or trace.splitlines()[-1]
             line["traceback"] = trace  # inside the JSON line: the log stays one object per line
-        return json.dumps(line, ensure_ascii=False, default=str)
+        # Names are logged escaped (surrogate-escaped bytes as \\xff): a line must always encode.
+        return json.dumps(display_values(line), ensure_ascii=False, default=str)
 
 
 def setup_json_logging(verbose: int = 0, stream: IO[str] | None = None) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from transfer.engine import Engine, SendItem
+from transfer.remotepath import display
 
 from ..scanner import Excludes, ScanResult, scan
 from .logs import event as log_event
@@ -31,7 +32,7 @@ class _Below(Excludes):
 
     def __init__(self, inner: Excludes, prefix: str) -> None:
         self.inner, self.prefix = inner, prefix
-        self.patterns, self.spec = inner.patterns, inner.spec
+        self.patterns, self.spec, self.part_tag = inner.patterns, inner.spec, inner.part_tag
 
     def excluded(self, rel: str, is_dir: bool = False) -> bool:
         return self.inner.excluded(f"{self.prefix}/{rel}", is_dir)
@@ -46,7 +47,8 @@ def scan_under(root: Path, rel: str, excludes: Excludes) -> ScanResult:
         return ScanResult()  # gone (or replaced by a file, which reports its own events)
     result = scan(folder, _Below(excludes, rel))
     result.files = [replace(f, rel=f"{rel}/{f.rel}") for f in result.files]
-    result.problems = [(rel if p in (str(folder), ".") else f"{rel}/{p}", why) for p, why in result.problems]
+    shown = display(rel)
+    result.problems = [(shown if p in (display(str(folder)), ".") else f"{shown}/{p}", why) for p, why in result.problems]
     result.directories = [f"{rel}/{d}" for d in result.directories]
     return result
 
@@ -63,19 +65,22 @@ class WalkResult:
 
 
 async def walk(root: Path, rel: str, excludes: Excludes, target: JobTarget, engine: Engine, settle: float,
-               wall: Callable[[], float]) -> tuple[WalkResult, ScanResult]:
-    """Scan root/rel and split it: changed since the journal (queue), unchanged (skip), too fresh (settle first)."""
+               wall: Callable[[], float], job: str = "") -> tuple[WalkResult, ScanResult]:
+    """Scan root/rel and split it: changed since the journal (queue), unchanged (skip), too fresh
+    (settle first); files whose names cannot go are refused (journaled as failed) at once."""
     scanned = await asyncio.to_thread(scan_under, root, rel, excludes)
     now = wall()
+    mapped, refused = target.items(scanned.files)
     settled = []
     result = WalkResult(files=len(scanned.files), problems=list(scanned.problems))
-    for local in scanned.files:
-        if now - local.mtime_ns / 1e9 >= settle:
-            settled.append(local)
+    for item in mapped:
+        if now - item.local.mtime_ns / 1e9 >= settle:
+            settled.append(item)
         else:
-            result.unsettled.append(local.rel)
+            result.unsettled.append(item.local.rel)
     prefix = target.prefix() + (rel + "/" if rel else "")
-    todo, unchanged = await engine.pending(target.items(settled), prefix)
+    await engine.refuse(refused, job=job, clear_under=prefix)
+    todo, unchanged = await engine.pending(settled, prefix)
     result.todo, result.unchanged = todo, len(unchanged)
     return result, scanned
 

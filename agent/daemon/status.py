@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from transfer.remotepath import display_values
+
 from .authpause import render as render_auth
 
 SNAPSHOT_NAME = "daemon-status.json"
@@ -27,7 +29,7 @@ def write_snapshot(path: Path, data: dict[str, Any]) -> None:
     """Write `data` to `path` atomically (temp file + rename). Blocking: run it in a thread."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False, separators=(",", ":"))
+        json.dump(display_values(data), f, ensure_ascii=False, separators=(",", ":"))
     os.replace(tmp, path)
 
 

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from transfer.destinations.base import Destination
-from transfer.engine import SendItem
+from transfer.engine import Refused, SendItem
 from transfer.errors import ConfigError, Fatal
-from transfer.models import LocalFile, RemoteEntry, RemoteTarget, join_remote, split_remote
+from transfer.models import LocalFile, RemoteEntry, RemoteTarget
 
 from ..remotes import Remote, parse_remote
 from ..scanner import Excludes
@@ -49,22 +49,23 @@ class JobTarget:
         return self.target.prefix()
 
     def target_of(self, rel: str) -> RemoteTarget:
-        folder, name = split_remote(rel)
-        return RemoteTarget(self.target.space, join_remote(self.target.path, folder), name)
+        """Where `rel` goes (RefusedName for a name the remote cannot hold as it is)."""
+        return self.target.remote.target(rel)
 
     def remote_of(self, rel: str) -> str:
         """The journal's name for `rel` (ids, never display names)."""
         return str(self.target_of(rel))
 
-    def items(self, files: Iterable[LocalFile]) -> list[SendItem]:
-        return [SendItem(local, self.target_of(local.rel)) for local in files]
+    def items(self, files: Iterable[LocalFile]) -> tuple[list[SendItem], list[Refused]]:
+        """(to send, refused for their names)."""
+        return self.target.items(list(files))
 
     def destinations(self, transport: str) -> tuple[Destination, Destination | None]:
         return self.target.destinations(self.services, transport, self.services.config.datahub.via)
 
     async def listing(self, rel_folder: str) -> list[RemoteEntry]:
         """One level of the remote folder at `rel_folder` (relative to the job's root)."""
-        return await self.target.listing(self.services, join_remote(self.target.path, rel_folder))
+        return await self.target.listing(self.services, self.target.remote.folder(rel_folder))
 
     async def files(self, excludes: Excludes, under: str = "") -> dict[str, int]:
         """Every remote file below `under` (relative path -> size), walked level by level."""
@@ -82,8 +83,10 @@ class JobTarget:
             except Fatal:
                 continue  # the folder is not there (a transient failure raises Retryable instead)
             for rel in children:
-                entry = entries.get(posixpath.basename(rel))
-                if entry is not None:
+                name = posixpath.basename(rel)
+                entry = entries.get(name)
+                # A name no local file maps to was never ours to delete (e.g. a local `a\\b` gone).
+                if entry is not None and self.target.remote.child(parent, name) is not None:
                     found[rel] = entry
         return found
 

@@ -24,13 +24,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from .. import remotepath
 from ..bandwidth import TokenBucket
 from ..datahub import DatahubApi
 from ..envelope import PlatformRefused
 from ..errors import Fatal, TransferError
 from ..folders import RemoteFolders
 from ..hashing import FileSpan, md5_of_span
-from ..models import ChunkPlan, DatahubSpace, Digest, LocalFile, RemoteEntry, RemoteTarget, Space, join_remote
+from ..models import ChunkPlan, DatahubSpace, Digest, LocalFile, RemoteEntry, RemoteTarget, Space
 from .base import Confirmation, ConfirmItem, Destination, OnBytes, ResumeFields, ResumeState, ensure_unchanged
 from .workers import run_workers
 
@@ -48,11 +49,11 @@ def _space(target: RemoteTarget) -> DatahubSpace:
 
 def staging_folder(space: DatahubSpace) -> str:
     """The private-space folder that stages files for one version."""
-    return join_remote(STAGING_ROOT, space.asset_id, space.version_id)
+    return remotepath.join(STAGING_ROOT, space.asset_id, space.version_id)
 
 
 def staged_target(target: RemoteTarget) -> RemoteTarget:
-    return RemoteTarget(Space.PRIVATE, join_remote(staging_folder(_space(target)), target.folder), target.name)
+    return RemoteTarget(Space.PRIVATE, remotepath.join(staging_folder(_space(target)), target.folder), target.name)
 
 
 class _Poller:

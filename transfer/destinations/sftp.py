@@ -1,6 +1,7 @@
 """The SFTP fallback (protocol.md §4): pipelined writes into a hidden part file, then a rename.
 
-Each file goes to `.NAME.hubsync-part` beside its target and is renamed into place only once
+Each file goes to `.NAME.TAG.hubsync-part` beside its target (TAG: this agent's own, see
+`transfer.agenttag`; a name too long for that is shortened with a hash) and is renamed into place only once
 its size and the md5 of the bytes written are verified, so nothing partial (nor a mix of two
 versions of a file rewritten in place while it was sent) ever shows under the target name.
 The journal holds `{"transport": "sftp", "space": ..., "part": ..., "md5": ..., "offset": N}` with N bytes known
@@ -16,7 +17,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import posixpath
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -29,6 +29,8 @@ import asyncssh
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash
 
+
+from ..agenttag import load_tag
 from ..api import PlatformClient
 from ..bandwidth import TokenBucket
 from ..errors import AuthFailed, EndpointUnavailable, Fatal, LocalFileChanged, Retryable, TransferError
@@ -37,6 +39,7 @@ from ..hostkeys import HostKeyCheck, HostKeyPolicy, host_pattern
 from ..journal import Journal
 from ..models import Digest, LocalFile, RemoteTarget, SftpAccount, Space
 from ..pacer import Pacer
+from ..remotepath import PART_SUFFIX, join, part_path
 from .base import Confirmation, ConfirmItem, OnBytes, ResumeState, ensure_unchanged
 
 log = logging.getLogger("hubsync.sftp")
@@ -50,16 +53,10 @@ _CIPHERS = (
 )
 T = TypeVar("T")
 
-PART_SUFFIX = ".hubsync-part"
 _WRITE = asyncssh.FXF_READ | asyncssh.FXF_WRITE | asyncssh.FXF_CREAT  # read: to verify on resume
 # checkFileExist misses in a row, with no hit, after which a run concludes that the platform does
 # not index SFTP uploads and stops asking.
 MD5_PROBES = 8
-
-
-def part_name(name: str) -> str:
-    """The hidden name a file is written under until it is complete."""
-    return f".{name}{PART_SUFFIX}"
 
 
 @dataclass
@@ -98,8 +95,11 @@ class SftpDestination:
         stale_part_age: float = 7 * 86400,
         confirm_concurrency: int = 8,
         clock: Callable[[], float] = time.time,
+        part_tag: str | None = None,
     ) -> None:
         self.api = api
+        # This agent's mark on its part files (kept in the state dir beside the pinned keys).
+        self.part_tag = part_tag or load_tag(pin_file.parent)
         self.host_keys = HostKeyPolicy(pin_file, known_hosts)
         self.allow_password_reset = allow_password_reset
         self.chunk_size = chunk_size
@@ -241,7 +241,7 @@ class SftpDestination:
         self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, progress: _Progress
     ) -> None:
         space = _file_space(target)
-        part = posixpath.join(target.folder, part_name(target.name)) if target.folder else part_name(target.name)
+        part = part_path(target, self.part_tag)
         if target.folder:
             await self._call(space, lambda sftp: _makedirs(sftp, target.folder))
         mine = {"transport": "sftp", "space": space.value, "part": part, "md5": digest.md5}
@@ -505,7 +505,7 @@ async def _makedirs(sftp: asyncssh.SFTPClient, folder: str) -> None:
     """Create `folder` and its parents; tolerant of folders made meanwhile by someone else."""
     path = ""
     for piece in folder.split("/"):
-        path = posixpath.join(path, piece) if path else piece
+        path = join(path, piece)
         try:
             await sftp.mkdir(path)
         except asyncssh.SFTPError:
