@@ -49,8 +49,9 @@ def test_a_refused_login_pauses_the_jobs_with_bounded_attempts_and_they_resume_b
     env["HUBSYNC_PASSWORD_FILE"] = str(password_file)
     cfg = tmp_path / "hubsync.toml"
     cfg.write_text(daemon_config(tmp_path / "state", [{"source": str(src), "remote": "private:/in",
-                                                       "settle_seconds": 0.2}],
-                                 daemon={"login_retry_seconds": 0.2, "login_retry_max_seconds": 0.8}))
+                                                       "settle_seconds": 0.2, "delete": True}],
+                                 daemon={"login_retry_seconds": 0.2, "login_retry_max_seconds": 0.8,
+                                         "delete_delay": 0.2}))
     log = tmp_path / "daemon.log"
     daemon = DaemonProcess(cfg, env, log).start(ready=False)  # no "started" before a login works
     try:
@@ -84,15 +85,21 @@ def test_a_refused_login_pauses_the_jobs_with_bounded_attempts_and_they_resume_b
         before = len(daemon.events("auth_failed"))
         (src / "two.txt").write_bytes(b"second file")
         wait_for(lambda: len(daemon.events("auth_failed")) > before, timeout=30)
+        (src / "one.txt").unlink()  # a delete pass would need a login too: it waits as well
+        logins_before = len(_logins(emu))
         wait_for(lambda: "authentication failed since " in _status_text(env, cfg))
         snap = wait_for(lambda: (d := _daemon_status(env, cfg)).get("auth") and d["jobs"][0]["queued"] and d)
         job = snap["jobs"][0]
         assert (job["queued"], job["active"], job["failed"]) == (1, 0, 0), job  # paused: queued, not failed
         assert not arrived(emu.private_path("in/two.txt"), b"second file")
+        assert emu.private_path("in/one.txt").exists() and not daemon.events("delete_failed")
+        steps = len(daemon.events("auth_failed")) - before
+        assert len(_logins(emu)) - logins_before <= steps + 1  # only the paced attempts log in
 
         # 4. The password file updated (no signal): the daemon notices and resumes on its own.
         password_file.write_text("Changed#2027\n")
         wait_for(lambda: arrived(emu.private_path("in/two.txt"), b"second file"), timeout=30)
+        wait_for(lambda: not emu.private_path("in/one.txt").exists())  # the delete went once resumed
         assert len(daemon.events("auth_ok")) == 2
         assert daemon.stop() == 0
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from transfer.engine import Engine, SendItem
-from transfer.errors import Fatal, TransferError
+from transfer.errors import AuthFailed, Fatal, TransferError
 from transfer.hashing import stat_file
 from transfer.models import LocalFile
 
@@ -193,7 +193,7 @@ class Job:
                 rel = min(self._walks, key=len)
                 self._walks = {w for w in self._walks if not (w == rel or rel == "" or w.startswith(rel + "/"))}
                 await self._walk(rel)
-            if self.plan.watch.delete:
+            if self.plan.watch.delete and not self.scheduler.paused:  # paused: no login for deletes either
                 due = self.deletes.due(self.clock())
                 if due:
                     await self._delete(due)
@@ -220,7 +220,7 @@ class Job:
                                 "problems": len(result.problems), "seconds": round(now - started, 3)}
         log_event(logging.INFO, "walk", job=self.name, path=rel or ".", **{
             k: v for k, v in self.stats.last_scan.items() if k != "folder"})
-        if rel == "" and self.plan.watch.delete and not result.problems:
+        if rel == "" and self.plan.watch.delete and not result.problems and not self.scheduler.paused:
             await self._find_remote_extras({f.rel for f in scanned.files})
 
     async def _find_remote_extras(self, local: set[str]) -> None:
@@ -228,6 +228,9 @@ class Job:
             remote = await self.target.files(self.excludes)
         except Fatal:
             return  # the remote folder does not exist (yet): nothing there to delete
+        except AuthFailed as exc:
+            self.scheduler.auth_refused(exc)
+            return
         except TransferError as exc:
             log_event(logging.WARNING, "list_failed", job=self.name, error=str(exc))
             return
@@ -242,8 +245,11 @@ class Job:
                                         engine=self.engine, excludes=self.excludes,
                                         max_delete=self.daemon.max_delete, job=self.name)
         except TransferError as exc:
-            log_event(logging.WARNING, "delete_failed", job=self.name, error=str(exc))
-            self.stats.error(".", f"delete failed: {exc}")
+            if isinstance(exc, AuthFailed):
+                self.scheduler.auth_refused(exc)
+            else:
+                log_event(logging.WARNING, "delete_failed", job=self.name, error=str(exc))
+                self.stats.error(".", f"delete failed: {exc}")
             now = self.clock()
             for rel, is_dir in due:
                 self.deletes.add(rel, is_dir, now)  # try again after the delay

@@ -158,6 +158,12 @@ class Scheduler:
         """Start no batch until resume() (a refused login: no file can succeed)."""
         self._paused = True
 
+    def auth_refused(self, exc: AuthFailed) -> None:
+        """A refused login, met here or by a job's delete pass: pause, and tell the daemon."""
+        self.pause()
+        if self._on_auth_failed is not None:
+            self._on_auth_failed(exc)
+
     def resume(self) -> None:
         self._paused = False
         self._wake.set()
@@ -218,7 +224,6 @@ class Scheduler:
 
     def _requeue(self, job: str, entries: list[Entry], exc: AuthFailed) -> None:
         """A refused login: pause, and keep the batch queued as it was (no attempt counted)."""
-        self.pause()
         for entry in entries:
             key = (job, entry.rel)
             self._active.pop(key, None)
@@ -227,8 +232,7 @@ class Scheduler:
                 heapq.heappush(self._ready, _Ref(self._key(entry), entry.seq, job, entry.rel))
             if again is not None:
                 self.submit(job, again)
-        if self._on_auth_failed is not None:
-            self._on_auth_failed(exc)
+        self.auth_refused(exc)
 
     def _settle(self, job: str, entries: list[Entry], failures: dict[str, str], *, of_files: bool) -> None:
         """Done, or back off; `of_files` False: the batch failed as a whole (not counted as file failures)."""
