@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--create-version", metavar="NAME")
     p.add_argument("--parent", metavar="VER")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="repeatable, .gitignore-style")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="follow symbolic links that lead outside SRC (default: skip them, with a note)")
     add("daemon", "run every [[watch]] job of the config until SIGTERM")
     add("status", "what the journal holds: jobs, files, errors")
     p = add("ls", "list a remote folder")

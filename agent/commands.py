@@ -15,6 +15,7 @@ from transfer.errors import ConfigError, TransferError, VersionNotFound
 from transfer.journal import JournalView
 from transfer.models import DatahubSpace
 from transfer.progress import Event, FanoutSink, ProgressSink
+from transfer.remotepath import display
 
 from .config import Config
 from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
@@ -81,12 +82,14 @@ async def cmd_ls(config: Config, out: Output, remote_text: str) -> int:
 # -- sync ----------------------------------------------------------------------------------
 # An unreadable folder would look empty and cause deletes of what it holds: refuse them all.
 DELETE_REFUSED = "--delete skipped: the source had unreadable or special entries"
+LINK_SKIPPED = "symbolic link to a place outside SRC: not followed (--follow-symlinks follows it)"
 
 
 async def remote_extras(services: Services, target: Target, excludes: Excludes, scanned: ScanResult) -> list[str]:
     """Files below the remote folder that the source does not have (what --delete removes)."""
     local = {f.rel for f in scanned.files}
-    return sorted(rel for rel in await target.files(services, excludes) if rel not in local)
+    return sorted(rel for rel in await target.files(services, excludes)
+                  if rel not in local and not scanned.under_link(rel))
 
 
 def _sync_options(remote: Remote, args: Any) -> None:
@@ -106,7 +109,8 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
         raise ConfigError(f"source does not exist: {source}")
     excludes = Excludes(list(args.exclude or []), part_tag=await asyncio.to_thread(load_tag, config.state_dir()))
     # The walk runs in a thread while the run logs in and resolves the remote.
-    scanning = asyncio.ensure_future(asyncio.to_thread(scan, source, excludes))
+    follow = bool(getattr(args, "follow_symlinks", False))
+    scanning = asyncio.ensure_future(asyncio.to_thread(scan, source, excludes, follow_symlinks=follow))
     transport = args.transport or config.transfer.transport
     via = getattr(args, "via", None) or config.datahub.via
     try:
@@ -135,6 +139,11 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
                 out.jsonl.emit(Event("failed", rel, str(target), message=problem))
             else:
                 out.warn(f"FAILED  {rel}: {problem}")
+        for link in scanned.links:  # once each; not a failure (its remote copy is kept)
+            if out.json:
+                out.jsonl.emit(Event("info", display(link), message=LINK_SKIPPED))
+            else:
+                out.warn(f"note    {display(link)}: {LINK_SKIPPED}")
         if args.dry_run:
             return await _dry_run(services, engine, items, refused, target, excludes, scanned, args, out)
         rich = RichProgress() if (not out.json and not out.quiet and sys.stderr.isatty()) else None

@@ -121,6 +121,7 @@ class WatchConfig(_Section):
     delete: bool = False
     name: str = ""  # the job's name in logs, status and the journal; default: the remote
     poll: bool = False  # poll instead of inotify (network file systems do not report changes)
+    follow_symlinks: bool = False  # follow symbolic links that lead outside the source
 
     def job_name(self) -> str:
         return self.name or self.remote

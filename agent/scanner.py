@@ -20,6 +20,13 @@ class ScanResult:
     files: list[LocalFile] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (display(rel), reason)
     directories: list[str] = field(default_factory=list)
+    # Symbolic links not followed because they lead outside the source (see `scan`): not a
+    # failure, and never a reason to delete what the remote holds under that path.
+    links: list[str] = field(default_factory=list)
+
+    def under_link(self, rel: str) -> bool:
+        """Whether `rel` is a skipped link or lies below one (its remote copy is left alone)."""
+        return any(rel == link or rel.startswith(link + "/") for link in self.links)
 
 
 class Excludes:
@@ -43,9 +50,15 @@ class Excludes:
         return self.spec.match_file(rel + "/" if is_dir else rel)
 
 
-def scan(source: Path, excludes: Excludes) -> ScanResult:
-    """Walk `source` (a folder or a single file). Blocking: call it in a thread."""
+def scan(source: Path, excludes: Excludes, *, follow_symlinks: bool = False, root: Path | None = None) -> ScanResult:
+    """Walk `source` (a folder or a single file). Blocking: call it in a thread.
+
+    A symbolic link that leads outside `root` (default: `source`) is not followed unless
+    `follow_symlinks`: it goes to `links` (reported, not sent, not deleted remotely). Links
+    inside the tree are followed, each folder at most once (a loop is a problem).
+    """
     result = ScanResult()
+    inside = os.path.realpath(root or source)
     try:
         st = os.stat(source)
     except OSError as exc:
@@ -68,6 +81,10 @@ def scan(source: Path, excludes: Excludes) -> ScanResult:
             continue
         for entry in entries:
             rel = f"{prefix}/{entry.name}" if prefix else entry.name
+            if not follow_symlinks and entry.is_symlink() and not _within(os.path.realpath(entry.path), inside):
+                if os.path.lexists(os.path.realpath(entry.path)) and not excludes.excluded(rel):
+                    result.links.append(rel)
+                    continue
             try:
                 est = entry.stat(follow_symlinks=True)
             except OSError as exc:
@@ -94,6 +111,10 @@ def scan(source: Path, excludes: Excludes) -> ScanResult:
                 result.problems.append((display(rel), "special file (device, socket or pipe); skipped"))
     result.files.sort(key=lambda f: f.rel)
     return result
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def _local(path: str, rel: str, st: os.stat_result) -> LocalFile:

@@ -18,7 +18,7 @@ from transfer.models import LocalFile
 
 from ..config import DaemonConfig, WatchConfig
 from ..remotes import Remote
-from ..scanner import Excludes
+from ..scanner import Excludes, ScanResult
 from .aggregator import Aggregator
 from .events import FileStat, Gone, Rescan, Send
 from .logs import event as log_event
@@ -67,6 +67,7 @@ class Job:
         self._kick = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._watch_retry = 0.0
+        self._links_told: set[str] = set()  # skipped symbolic links already logged
         self.dirs = 0
         self.device = 0  # the source's file system at start: deletes stop if it changes (unmounted)
 
@@ -128,7 +129,7 @@ class Job:
                 log_event(logging.WARNING, "watch_overflow", "events were lost: rescanning the tree", job=self.name)
             self.aggregator.add(event, now)
         due = self.aggregator.due(now)
-        locals_ = await asyncio.to_thread(_stat_many, self.root, due) if due else {}
+        locals_ = await asyncio.to_thread(_stat_many, self.root, due, self.plan.watch.follow_symlinks) if due else {}
         stats = {rel: FileStat(f.size, f.mtime_ns) if f else None for rel, f in locals_.items()}
         settled: list[LocalFile] = []
         for action in self.aggregator.poll(self.clock(), self.wall(), stats):
@@ -202,7 +203,7 @@ class Job:
         started = self.clock()
         try:
             result, scanned = await walk(self.root, rel, self.excludes, self.target, self.engine, self.settle,
-                                         self.wall, self.name)
+                                         self.wall, self.name, self.plan.watch.follow_symlinks)
         except (TransferError, OSError) as exc:
             log_event(logging.ERROR, "walk_failed", job=self.name, path=rel or ".", error=str(exc))
             self.stats.error(rel or ".", f"walk failed: {exc}")
@@ -215,15 +216,21 @@ class Job:
             self.aggregator.touch(unsettled, now)
         for path, problem in result.problems:
             self.stats.error(path, problem)
+        for link in scanned.links:
+            if link not in self._links_told and len(self._links_told) < 10_000:  # each link once
+                self._links_told.add(link)
+                log_event(logging.INFO, "link_skipped", "symbolic link to a place outside the source: not"
+                          " followed (follow_symlinks = true follows it)", job=self.name, path=link)
         self.stats.last_scan = {"folder": rel or ".", "files": result.files, "queued": len(result.todo),
                                 "unchanged": result.unchanged, "settling": len(result.unsettled),
                                 "problems": len(result.problems), "seconds": round(now - started, 3)}
         log_event(logging.INFO, "walk", job=self.name, path=rel or ".", **{
             k: v for k, v in self.stats.last_scan.items() if k != "folder"})
         if rel == "" and self.plan.watch.delete and not result.problems and not self.scheduler.paused:
-            await self._find_remote_extras({f.rel for f in scanned.files})
+            await self._find_remote_extras(scanned)
 
-    async def _find_remote_extras(self, local: set[str]) -> None:
+    async def _find_remote_extras(self, scanned: ScanResult) -> None:
+        local = {f.rel for f in scanned.files}
         try:
             remote = await self.target.files(self.excludes)
         except Fatal:
@@ -236,7 +243,7 @@ class Job:
             return
         now = self.clock()
         for rel in remote:
-            if rel not in local:
+            if rel not in local and not scanned.under_link(rel):  # a skipped link keeps its remote copy
                 self.deletes.add(rel, False, now)
 
     async def _delete(self, due: list[tuple[str, bool]]) -> None:
@@ -303,10 +310,15 @@ class Job:
         return {**switch, "primary": self.engine.destination.transport, "fallback": fallback.transport}
 
 
-def _stat_many(root: Path, rels: list[str]) -> dict[str, LocalFile | None]:
-    """Regular files as they are now (None: gone, or no longer a regular file)."""
+def _stat_many(root: Path, rels: list[str], follow_symlinks: bool) -> dict[str, LocalFile | None]:
+    """Regular files as they are now (None: gone, no longer a regular file, or reached through a
+    symbolic link that leads outside the source while links are not followed)."""
     out: dict[str, LocalFile | None] = {}
+    inside = os.path.realpath(root).rstrip("/") + "/"
     for rel in rels:
+        if not follow_symlinks and not os.path.realpath(root / rel).startswith(inside):
+            out[rel] = None
+            continue
         try:
             local = stat_file(root / rel, rel)
         except OSError:

@@ -38,14 +38,15 @@ class _Below(Excludes):
         return self.inner.excluded(f"{self.prefix}/{rel}", is_dir)
 
 
-def scan_under(root: Path, rel: str, excludes: Excludes) -> ScanResult:
+def scan_under(root: Path, rel: str, excludes: Excludes, follow_symlinks: bool = False) -> ScanResult:
     """`scan` of root/rel with paths (and excludes) relative to `root`. Blocking: run it in a thread."""
     if not rel:
-        return scan(root, excludes)
+        return scan(root, excludes, follow_symlinks=follow_symlinks)
     folder = root / rel
     if not folder.is_dir():
         return ScanResult()  # gone (or replaced by a file, which reports its own events)
-    result = scan(folder, _Below(excludes, rel))
+    result = scan(folder, _Below(excludes, rel), follow_symlinks=follow_symlinks, root=root)
+    result.links = [f"{rel}/{link}" for link in result.links]
     result.files = [replace(f, rel=f"{rel}/{f.rel}") for f in result.files]
     shown = display(rel)
     result.problems = [(shown if p in (display(str(folder)), ".") else f"{shown}/{p}", why) for p, why in result.problems]
@@ -65,10 +66,10 @@ class WalkResult:
 
 
 async def walk(root: Path, rel: str, excludes: Excludes, target: JobTarget, engine: Engine, settle: float,
-               wall: Callable[[], float], job: str = "") -> tuple[WalkResult, ScanResult]:
+               wall: Callable[[], float], job: str = "", follow_symlinks: bool = False) -> tuple[WalkResult, ScanResult]:
     """Scan root/rel and split it: changed since the journal (queue), unchanged (skip), too fresh
     (settle first); files whose names cannot go are refused (journaled as failed) at once."""
-    scanned = await asyncio.to_thread(scan_under, root, rel, excludes)
+    scanned = await asyncio.to_thread(scan_under, root, rel, excludes, follow_symlinks)
     now = wall()
     mapped, refused = target.items(scanned.files)
     settled = []
