@@ -185,20 +185,6 @@ class DatahubApi:
             )
         return list(entries.values())
 
-    async def walk(self, space: DatahubSpace, folder: str) -> dict[str, int]:
-        """Every file below `folder`, relative to it, with its size."""
-        found: dict[str, int] = {}
-        pending = [""]
-        while pending:
-            rel = pending.pop()
-            for entry in await self.list_files(space, remotepath.join(folder, rel)):
-                child = remotepath.join(rel, entry.name)
-                if entry.is_dir:
-                    pending.append(child)
-                else:
-                    found[child] = entry.size
-        return found
-
     async def import_files(self, space: DatahubSpace, import_path: str, sources: list[str]) -> None:
         body = {"id": space.asset_id, "versionId": space.version_id, "importPath": wire_folder(import_path),
                 "sourceFiles": [remotepath.join(s) for s in sources]}
