@@ -152,3 +152,68 @@ def test_names_that_are_not_utf8_or_hold_control_characters_fail_alone(emu: Emul
     plain = run_cli(["status"], env)
     assert plain.returncode == 0 and "Traceback" not in plain.stderr
     assert "\\xff\\xfe.bin" in plain.stdout and "2 done" in plain.stdout and "4 failed" in plain.stdout
+
+
+@pytest.mark.parametrize("via", ["staged", "direct"])
+def test_datahub_versions_refuse_the_same_names(emu: EmulatorThread, env: dict, tmp_path: Path, via: str) -> None:
+    asset_id, (v1,) = emu.datahub_create_asset("dataset", "odd-names")
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "ok.txt").write_bytes(b"ok")
+    (src / "..\\up.txt").write_bytes(b"up")
+    emu.faults.lenient_paths = True
+    result = run_cli(["--json", "sync", "--via", via, str(src), "dataset:odd-names@v1:/in"], env)
+    summary = summary_of(result)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert [f["path"] for f in summary["failures"]] == ["..\\up.txt"] and summary["files_sent"] == 1
+    version = emu.datahub_path("dataset", asset_id, v1)
+    assert sorted(p.relative_to(version).as_posix() for p in version.rglob("*") if p.is_file()) == ["in/a/ok.txt"]
+    assert not [p for p in emu.private_path("").rglob("*up.txt")]  # not staged anywhere either
+
+
+@pytest.mark.parametrize("remote", ["private:/projects/../etc", "public:/a/./b", "dataset:x@v1:/a/../b",
+                                    "private:/a\\b"])
+def test_a_remote_with_dot_dot_or_backslash_is_a_usage_error(env: dict, tmp_path: Path, remote: str) -> None:
+    (tmp_path / "src").mkdir()
+    result = run_cli(["sync", str(tmp_path / "src"), remote], env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "component" in result.stderr or "'\\'" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("transport", ["http", "sftp"])
+def test_user_files_ending_in_hubsync_part_are_sent_and_ours_are_left_alone(emu: EmulatorThread, env: dict,
+                                                                            tmp_path: Path, transport: str) -> None:
+    """A user's `x.hubsync-part` was skipped without a word; only hubsync's own tagged part names are special."""
+    from transfer import remotepath
+    from transfer.agenttag import load_tag
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("model.bin.hubsync-part", ".model.bin.hubsync-part"):
+        (src / name).write_bytes(name.encode())
+    ours = remotepath.part_name("big.bin", load_tag(tmp_path / "state"))  # the CLI's state dir
+    emu.private_path("p").mkdir(parents=True)
+    emu.private_path(f"p/{ours}").write_bytes(b"an upload of ours in progress")
+    emu.private_path("p/stale.hubsync-part").write_bytes(b"a user's file, gone locally")
+    result = run_cli(["--json", "sync", "--delete", "--transport", transport, str(src), "private:/p"], env)
+    summary = summary_of(result)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert summary["files_sent"] == 2
+    for name in ("model.bin.hubsync-part", ".model.bin.hubsync-part"):
+        assert emu.private_path(f"p/{name}").read_bytes() == name.encode()
+    deleted = [e["remote"] for e in json_lines(result.stdout) if e.get("event") == "deleted"]
+    assert deleted == ["private:/p/stale.hubsync-part"]
+    assert emu.private_path(f"p/{ours}").exists()
+
+
+def test_a_refused_file_renamed_to_a_good_name_leaves_status(emu: EmulatorThread, env: dict, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "bad\tname.txt").write_bytes(b"x")
+    assert run_cli(["sync", str(src), "private:/r"], env).returncode == 1
+    errors = json_lines(run_cli(["--json", "status"], env).stdout)[-1]["errors"]
+    assert [e["path"].rsplit("/", 1)[1] for e in errors] == ["bad\\tname.txt"]
+    os.rename(src / "bad\tname.txt", src / "good name.txt")
+    assert run_cli(["sync", str(src), "private:/r"], env).returncode == 0
+    assert json_lines(run_cli(["--json", "status"], env).stdout)[-1]["errors"] == []
+    assert emu.private_path("r/good name.txt").read_bytes() == b"x"
