@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--busy-rate", type=_rate, default=0.0)
     faults.add_argument("--retry-after", type=int, default=1, metavar="SECONDS")
     faults.add_argument("--chunk-api-off", action="store_true")
+    faults.add_argument("--lenient-paths", action="store_true",
+                        help="take \\ literally and resolve .. inside the space, as a lax platform would")
     faults.add_argument("--seed", type=int)
     datahub = p.add_argument_group("datahub pace")
     datahub.add_argument("--datahub-create-delay", type=float, default=0.3, metavar="SECONDS")
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 busy_rate=args.busy_rate,
                 retry_after=args.retry_after,
                 chunk_api_off=args.chunk_api_off,
+                lenient_paths=args.lenient_paths,
                 datahub_create_delay=args.datahub_create_delay,
                 datahub_import_delay=args.datahub_import_delay,
                 datahub_assemble_delay=args.datahub_assemble_delay,
