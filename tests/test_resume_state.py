@@ -6,6 +6,7 @@ from pathlib import Path
 
 from transfer.destinations.base import ResumeState
 from transfer.destinations.datahub import DirectResume, StagedResume
+from transfer.destinations.sftp import SftpResume
 from transfer.hashing import stat_file
 from transfer.journal import Journal
 
@@ -30,6 +31,7 @@ async def test_old_records_load_into_the_types(tmp_path: Path) -> None:
     try:
         assert resume.load(StagedResume) == StagedResume("imported")
         assert resume.load(DirectResume) == DirectResume(sid, uploaded=True)
+        assert resume.load(SftpResume) == SftpResume("sftp", "", "a/.f.bin.hubsync-part", "", 4096)
         # Saving one destination's state keeps what another keeps in the same blob.
         await resume.save(StagedResume("confirmed"))
         record = await journal.get(str(tmp_path / "f.bin"), "k")
@@ -45,6 +47,13 @@ async def test_a_misread_record_restarts_the_file(tmp_path: Path) -> None:
         assert resume.load(StagedResume) == StagedResume()  # null: as if never recorded
     finally:
         await journal.close()
+
+
+def test_old_sftp_records_after_the_rename_and_damaged_ones() -> None:
+    done = {"transport": "sftp", "space": "private", "part": None, "md5": "a" * 32, "offset": 0}
+    assert SftpResume.from_blob(done) == SftpResume("sftp", "private", "", "a" * 32, 0)
+    damaged = {**done, "part": "x/.f.hubsync-part", "offset": "4096"}
+    assert SftpResume.from_blob(damaged) == SftpResume()  # offset not a number: start the part again
 
 
 async def test_a_resume_column_that_is_not_an_object_is_no_state(tmp_path: Path) -> None:

@@ -76,14 +76,6 @@ class ResumeState:
         self._data.update(state.to_blob())
         await self._journal.update(self.record.id, resume=self._data)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._data.get(key, default)
-
-    async def put(self, **values: Any) -> None:
-        """Merge `values` into the resume blob and persist it before returning."""
-        self._data.update(values)
-        await self._journal.update(self.record.id, resume=self._data)
-
     async def reset(self) -> None:
         self._data = {}
         await self._journal.update(self.record.id, resume={})

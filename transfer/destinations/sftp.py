@@ -20,7 +20,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -40,7 +40,7 @@ from ..journal import Journal
 from ..models import Digest, LocalFile, RemoteTarget, SftpAccount, Space
 from ..pacer import Pacer
 from ..remotepath import PART_SUFFIX, join, part_path
-from .base import Confirmation, ConfirmItem, OnBytes, ResumeState, ensure_unchanged
+from .base import Confirmation, ConfirmItem, OnBytes, ResumeFields, ResumeState, ensure_unchanged
 
 log = logging.getLogger("hubsync.sftp")
 
@@ -72,6 +72,17 @@ class _PinningClient(asyncssh.SSHClient):
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         return self._policy.accept(self._check, key)
+
+
+@dataclass(frozen=True)
+class SftpResume(ResumeFields):
+    """The part file a transfer writes, for which content, and how far it is known to be written."""
+
+    transport: str = ""  # "sftp": what remove_stale_parts looks for
+    space: str = ""
+    part: str = ""  # "" once renamed into place (older records: null)
+    md5: str = ""
+    offset: int = 0
 
 
 class SftpDestination:
@@ -244,11 +255,12 @@ class SftpDestination:
         part = part_path(target, self.part_tag)
         if target.folder:
             await self._call(space, lambda sftp: _makedirs(sftp, target.folder))
-        mine = {"transport": "sftp", "space": space.value, "part": part, "md5": digest.md5}
-        same = all(resume.get(k) == v for k, v in mine.items())
-        recorded = int(resume.get("offset", 0)) if same else 0
+        mine = SftpResume("sftp", space.value, part, digest.md5)
+        before = resume.load(SftpResume)
+        same = replace(before, offset=0) == mine
+        recorded = before.offset if same else 0
         if not same:
-            await resume.put(**mine, offset=0)
+            await resume.save(mine)
 
         async def upload(sftp: asyncssh.SFTPClient) -> None:
             fd = await asyncio.to_thread(os.open, local.path, os.O_RDONLY)
@@ -256,7 +268,7 @@ class SftpDestination:
                 async with sftp.open(part, _WRITE, encoding=None) as remote:
                     start = await self._resume_point(sftp, remote, part, fd, recorded, local.size)
                     progress.at(start)
-                    await resume.put(offset=start)
+                    await resume.save(replace(mine, offset=start))
                     # The md5 of what the part file holds: the local bytes before the resume
                     # point (the window before it was just compared), then each block as sent.
                     written = hashlib.md5()
@@ -264,22 +276,22 @@ class SftpDestination:
                     # OpenSSH takes at most 255 KiB per write (limits@openssh.com); a larger block
                     # would be split by asyncssh into a full request and a 1 KiB one.
                     block = min(self.block_size, sftp.limits.max_write_len or self.block_size)
-                    await self._write_from(remote, fd, start, local, resume, progress, block, written)
+                    await self._write_from(remote, fd, start, local, resume, mine, progress, block, written)
             finally:
                 await asyncio.to_thread(os.close, fd)
             size = (await sftp.stat(part)).size
             if size != local.size:
-                await resume.put(offset=0)
+                await resume.save(mine)
                 raise Retryable(f"{part} holds {size} bytes after upload, expected {local.size}")
             await asyncio.to_thread(ensure_unchanged, local)
             if written.hexdigest() != digest.md5:
                 # Rewritten in place while it was sent, size and mtime restored: stat saw nothing,
                 # but the part file holds bytes of two versions. It is never renamed into place.
-                await resume.put(offset=0)
+                await resume.save(mine)
                 raise LocalFileChanged(f"{local.rel} changed while it was sent (the bytes sent do not have"
                                        " its md5)")
             await _rename(sftp, part, target.path)
-            await resume.put(offset=0, part=None)
+            await resume.save(replace(mine, part=""))
 
         await self._call(space, upload)
 
@@ -309,7 +321,7 @@ class SftpDestination:
 
     async def _write_from(
         self, remote: asyncssh.SFTPClientFile, fd: int, start: int, local: LocalFile, resume: ResumeState,
-        progress: _Progress, block: int, written: Hash,
+        mine: SftpResume, progress: _Progress, block: int, written: Hash,
     ) -> None:
         """Pipelined writes: up to requests_in_flight blocks outstanding, acked strictly in order.
 
@@ -333,14 +345,14 @@ class SftpDestination:
                 progress.sent(end - acked)
                 acked = end
                 if acked - persisted >= self.chunk_size:
-                    await resume.put(offset=acked)
+                    await resume.save(replace(mine, offset=acked))
                     persisted = acked
         finally:
             for _, task in pending:
                 task.cancel()
             await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
         if acked != persisted:
-            await resume.put(offset=acked)
+            await resume.save(replace(mine, offset=acked))
 
     # -- confirming ----------------------------------------------------------------------
     async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
@@ -421,7 +433,8 @@ class SftpDestination:
         """
         removed: list[str] = []
         for record in await journal.resume_parts(namespace, self.transport):
-            part, space = record.resume.get("part"), record.resume.get("space")
+            recorded = SftpResume.from_blob(record.resume)
+            part, space = recorded.part, recorded.space
             if not _is_part_path(part) or space not in (Space.PRIVATE.value, Space.PUBLIC.value):
                 continue
 
@@ -443,7 +456,7 @@ class SftpDestination:
             if outcome == "fresh":
                 continue
             resume = ResumeState(journal, record, record.md5 or "", record.chunk_size or self.chunk_size)
-            await resume.put(part=None, offset=0)
+            await resume.save(replace(recorded, part="", offset=0))
             if outcome == "removed":
                 log.info("removed stale part file %s:/%s", space, part)
                 removed.append(f"{space}:/{part}")
