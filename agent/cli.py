@@ -11,7 +11,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from transfer.errors import AuthFailed, ConfigError, TransferError
+from transfer.errors import AuthFailed, ConfigError, JournalError, JournalUnusable, TransferError
 
 from . import commands
 from .config import Config, load_config, parse_size
@@ -160,6 +160,12 @@ def _main(argv: list[str] | None) -> int:
     except AuthFailed as exc:
         out.warn(f"hubsync: authentication failed: {exc}")
         return commands.EXIT_AUTH
+    except JournalUnusable as exc:  # a read-only state dir, a journal of a newer hubsync
+        out.warn(f"hubsync: {exc}")
+        return commands.EXIT_USAGE
+    except JournalError as exc:  # the state dir failed under the run (a full disk): nothing was half-written
+        out.warn(f"hubsync: {exc}")
+        return commands.EXIT_FAILED
     except TransferError as exc:
         out.warn(f"hubsync: {explain(exc)}")
         return commands.EXIT_FAILED

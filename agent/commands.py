@@ -11,7 +11,7 @@ from typing import Any
 
 from transfer.agenttag import load_tag
 from transfer.engine import RunSummary
-from transfer.errors import ConfigError, TransferError, VersionNotFound
+from transfer.errors import ConfigError, JournalError, JournalUnusable, TransferError, VersionNotFound
 from transfer.journal import JournalView
 from transfer.models import DatahubSpace
 from transfer.progress import Event, FanoutSink, ProgressSink
@@ -274,11 +274,23 @@ def cmd_status(config: Config, out: Output) -> int:
 
     daemon = read_snapshot(config.state_dir())  # None unless a daemon runs on this state dir
     view = JournalView(journal_path(config))
+    aside = [str(p) for p in view.corrupt_copies()]
+    notes = [f"note: a damaged journal was moved aside to {aside[-1]} and a new one started"
+             + (f" ({len(aside)} such copies)" if len(aside) > 1 else "")] if aside else []
     if not view.exists():
-        out.result({"event": "status", "remotes": [], "daemon": daemon}, f"no journal yet at {view.path}")
+        out.result({"event": "status", "remotes": [], "daemon": daemon, "journal_moved_aside": aside},
+                   "\n".join([f"no journal yet at {view.path}", *notes]))
         return EXIT_OK
+    try:
+        view.check()
+        rows = view.summary()
+        failures = view.failures()
+    except JournalError as exc:
+        out.result({"event": "status", "remotes": [], "daemon": daemon, "journal_error": str(exc),
+                    "journal_moved_aside": aside}, "\n".join([f"journal: {exc}", *notes]))
+        return EXIT_USAGE if isinstance(exc, JournalUnusable) else EXIT_FAILED
     groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in view.summary():
+    for row in rows:
         key = (row["job"], _remote_root(row["remote"]))
         g = groups.setdefault(key, {"job": row["job"], "remote": key[1], "done": 0, "queued": 0, "active": 0,
                                     "failed": 0, "bytes_done": 0, "bytes_total": 0})
@@ -288,16 +300,17 @@ def cmd_status(config: Config, out: Output) -> int:
         g["bytes_total"] += row["size"]
         if state == "done":
             g["bytes_done"] += row["size"]
-    failures = view.failures()
     if out.json:
         out.jsonl.print({"event": "status", "remotes": list(groups.values()),
                          "errors": [{"path": f["local_path"], "remote": f["remote"].split(" ", 1)[-1],
                                      "error": f["last_error"], "attempts": f["attempts"]} for f in failures],
-                         "daemon": daemon})
+                         "daemon": daemon, "journal_moved_aside": aside})
         return EXIT_OK
     if daemon is not None:
         print("\n".join(render_snapshot(daemon)))
     print(f"journal: {view.path}")
+    for note in notes:
+        print(note)
     for g in groups.values():
         job = f"[{g['job']}] " if g["job"] else ""
         print(f"{job}{g['remote']}: {g['done']} done, {g['active']} active, {g['queued']} queued,"

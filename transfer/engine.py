@@ -7,10 +7,10 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .destinations.base import ConfirmItem, Destination, ResumeState
 from .errors import AuthFailed, EndpointUnavailable, LocalFileChanged, Retryable, TransferError
@@ -245,15 +245,24 @@ class Engine:
         # One query finds every cached digest of the round (instead of one per file).
         cache = await self.journal.cached_digests([display(item.local.path) for item in todo])
 
+        preparing = self.hash_workers
+        transferring = self.transfers
+
         async def prepare() -> None:
+            nonlocal preparing
             for item in source:  # one shared iterator: each item is prepared once
                 if self.draining:
                     break
                 digest = await self._guarded(item, summary, self._digest(item.local, summary, cache))
                 if digest is not None:
                     await ready.put((item, digest))
+            preparing -= 1
+            if preparing == 0:  # the last preparer tells every worker that nothing more comes
+                for _ in range(self.transfers):
+                    await ready.put(None)
 
         async def transfer() -> None:
+            nonlocal transferring
             while (entry := await ready.get()) is not None:
                 if self.draining:
                     continue
@@ -262,6 +271,9 @@ class Engine:
                     result = await self._guarded(item, summary, self._send(item, digest, job, summary))
                 if result is not None:
                     sent.put_nowait(result)
+            transferring -= 1
+            if transferring == 0:
+                sent.put_nowait(None)
 
         async def confirmer() -> None:
             # A batch closes when it is full, when sending ends, or `confirm_wait` seconds after
@@ -292,20 +304,10 @@ class Engine:
                 if getter is not None:
                     getter.cancel()
 
-        preparers = [asyncio.create_task(prepare()) for _ in range(self.hash_workers)]
-        workers = [asyncio.create_task(transfer()) for _ in range(self.transfers)]
-        confirming = asyncio.create_task(confirmer())
-        try:
-            await asyncio.gather(*preparers)
-            for _ in workers:
-                await ready.put(None)
-            await asyncio.gather(*workers)
-            sent.put_nowait(None)
-            await confirming
-        finally:
-            for task in (*preparers, *workers, confirming):
-                task.cancel()
-            await asyncio.gather(*preparers, *workers, confirming, return_exceptions=True)
+        # What escapes a task (a journal that cannot be written, a refused login, a bug) ends the
+        # round at once: the other tasks are cancelled, none is left waiting on a queue.
+        await _all_or_none([*(prepare() for _ in range(self.hash_workers)),
+                            *(transfer() for _ in range(self.transfers)), confirmer()])
         return changed
 
     def _by_transport(self, transport: str | None) -> Destination | None:
@@ -482,6 +484,24 @@ class Engine:
                 self.progress.emit(Event("done", entry.item.local.rel, entry.item.remote,
                                          size=entry.item.local.size, transport=destination.transport))
         return changed
+
+
+async def _all_or_none(coros: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the coroutines as tasks until all end; the first to raise cancels the others and its
+    exception is raised as it is (not in an ExceptionGroup: callers catch what they expect)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        pending: set[asyncio.Future[None]] = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                error = None if task.cancelled() else task.exception()
+                if error is not None:
+                    raise error
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _all_still_same(files: list[LocalFile]) -> list[bool]:

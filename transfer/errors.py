@@ -47,6 +47,18 @@ class ConfigError(Exception):
     """A configuration or usage problem; the CLI exits 2."""
 
 
+class JournalError(Exception):
+    """The journal (in the state dir) cannot be read or written: a full disk, a lock held too long.
+
+    A run-level error, never one file's: no file can be recorded, so the run stops (the CLI
+    exits 1). Deliberately not a TransferError nor an OSError, which are per-file failures.
+    """
+
+
+class JournalUnusable(JournalError):
+    """The journal cannot be used at all: a read-only state dir, a schema from a newer hubsync (exit 2)."""
+
+
 # -- datahub names: typed so that the application phrases them (the engine names no CLI flag) --
 
 

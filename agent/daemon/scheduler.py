@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from transfer.engine import SendItem
-from transfer.errors import AuthFailed, TransferError
+from transfer.errors import AuthFailed, JournalError, TransferError
 
 log = logging.getLogger("hubsync.daemon")
 
@@ -205,7 +205,7 @@ class Scheduler:
             except AuthFailed as exc:
                 self._requeue(job, entries, exc)
                 return
-            except (TransferError, OSError, sqlite3.Error) as exc:  # the platform or the state dir: retry later
+            except (TransferError, OSError, sqlite3.Error, JournalError) as exc:  # the platform or the state dir: retry later
                 log.error("batch of %d files not sent: %s", len(entries), exc,
                           extra={"fields": {"event": "batch_failed", "job": job, "error": str(exc)}})
                 self._settle(job, entries, {e.rel: f"not sent: {exc}" for e in entries}, of_files=False)
