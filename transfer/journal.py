@@ -571,8 +571,7 @@ class Journal:
         now = self._clock()
 
         def w(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(conn):
                 if clear_under is not None:
                     conn.execute(
                         "DELETE FROM files WHERE state='failed' AND transport='refused' AND substr(remote,1,?)=?",
@@ -585,10 +584,6 @@ class Journal:
                     "transport='refused',attempts=attempts+1,updated_at=excluded.updated_at",
                     [(job, local, remote, size, reason, now, now) for local, remote, size, reason in refused],
                 )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
 
         await self._run(w)
 
