@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transfer.agenttag import load_tag
 from transfer.engine import RunSummary
 from transfer.errors import ConfigError, JournalError, JournalUnusable, TransferError, VersionNotFound
 from transfer.journal import JournalView
@@ -21,7 +20,7 @@ from .config import Config
 from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
 from .render import JsonLines, PlainLines, RichProgress
 from .scanner import Excludes, ScanResult, scan
-from .service import Services, journal_path
+from .service import Services, journal_path, part_tag
 from .targets import Target, finish, resolve, summary_fields
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 3, 130, 141
@@ -107,7 +106,7 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
     source = Path(args.source)
     if not await asyncio.to_thread(os.path.lexists, source):
         raise ConfigError(f"source does not exist: {source}")
-    excludes = Excludes(list(args.exclude or []), part_tag=await asyncio.to_thread(load_tag, config.state_dir()))
+    excludes = Excludes(list(args.exclude or []), part_tag=await part_tag(config))
     # The walk runs in a thread while the run logs in and resolves the remote.
     follow = bool(getattr(args, "follow_symlinks", False))
     scanning = asyncio.ensure_future(asyncio.to_thread(scan, source, excludes, follow_symlinks=follow))

@@ -16,7 +16,7 @@ from transfer.destinations.chunked import ChunkedDestination, FileStorageTree
 from transfer.engine import Engine
 from transfer.errors import ConfigError
 from transfer.folders import RemoteFolders
-from transfer.journal import Journal
+from transfer.journal import Journal, journal_error
 from transfer.progress import ProgressSink
 
 from .config import Config
@@ -55,6 +55,15 @@ def journal_path(config: Config) -> Path:
     return config.state_dir() / "journal.sqlite3"
 
 
+async def part_tag(config: Config) -> str:
+    """This agent's part-file tag (transfer.agenttag), kept in the state dir; a state dir that
+    cannot hold it (read-only, full) is one clear line, like the journal's."""
+    try:
+        return await asyncio.to_thread(load_tag, config.state_dir())
+    except OSError as exc:
+        raise journal_error(exc, journal_path(config)) from exc
+
+
 @dataclass
 class Services:
     """Everything one run needs, built once and passed down."""
@@ -72,10 +81,10 @@ class Services:
     @classmethod
     async def open(cls, config: Config) -> Services:
         api = make_client(config)
+        tag = await part_tag(config)
         journal = await Journal(journal_path(config)).open()
         limit = config.transfer.bandwidth_limit
         bucket = TokenBucket(limit, burst=max(limit, config.transfer.chunk_size)) if limit else None
-        tag = await asyncio.to_thread(load_tag, config.state_dir())
         return cls(config=config, api=api, journal=journal, folders=RemoteFolders(api), bandwidth=bucket,
                    part_tag=tag)
 
