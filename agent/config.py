@@ -73,6 +73,15 @@ class TransferConfig(_Section):
     small_file_threshold: int = Field(default=1 << 20)
     # auto: seconds on SFTP after the chunk API answered 404/405, before HTTP is tried again.
     sftp_fallback_seconds: float = Field(default=600.0, gt=0)
+    # Deadlines (seconds). One call retries transient failures for give_up_after at most (a
+    # refused connection for connect_timeout); one request waits request_timeout for its answer,
+    # and a chunk also gets chunk_size / min_rate to be sent.
+    connect_timeout: float = Field(default=10.0, gt=0)
+    request_timeout: float = Field(default=30.0, gt=0)
+    give_up_after: float = Field(default=30.0, ge=0)
+    min_rate: int = Field(default=32 << 10, gt=0)
+    confirm_timeout: float = Field(default=5.0, ge=0)  # a merged file may take this long to be listed
+    settle_timeout: float = Field(default=120.0, gt=0)  # a file changed while sent must settle within it
 
     @field_validator("chunk_size", "small_file_threshold", mode="before")
     @classmethod
@@ -85,6 +94,11 @@ class TransferConfig(_Section):
         if not (64 << 10) <= v <= (1 << 30):
             raise ValueError("must be between 64KiB and 1GiB")
         return v
+
+    @field_validator("min_rate", mode="before")
+    @classmethod
+    def _min_rate(cls, v: Any) -> int:
+        return parse_size(re.sub(r"/s$", "", v.strip()) if isinstance(v, str) else v)
 
     @field_validator("bandwidth_limit", mode="before")
     @classmethod

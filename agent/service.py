@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transfer.agenttag import load_tag
-from transfer.api import PlatformClient
+from transfer.api import PlatformClient, Timeouts
 from transfer.bandwidth import TokenBucket
+from transfer.clock import Clock, SystemClock
 from transfer.datahub import DatahubApi, Resolver
 from transfer.destinations.base import Destination
 from transfer.destinations.chunked import ChunkedDestination, FileStorageTree
@@ -17,7 +18,9 @@ from transfer.engine import Engine
 from transfer.errors import ConfigError
 from transfer.folders import RemoteFolders
 from transfer.journal import Journal, journal_error
+from transfer.pacer import Pacer
 from transfer.progress import ProgressSink
+from transfer.scope import RunScope
 
 from .config import Config
 
@@ -27,7 +30,17 @@ if TYPE_CHECKING:  # asyncssh costs 0.1 s to import: only runs that use SFTP loa
     from transfer.models import Digest, LocalFile, RemoteTarget
 
 
-def make_client(config: Config) -> PlatformClient:
+def make_pacer(config: Config, clock: Clock | None = None) -> Pacer:
+    """The one retry policy of a process ([transfer] give_up_after), on `clock` (default: the real one)."""
+    return Pacer(give_up_after=config.transfer.give_up_after, clock=clock or SystemClock())
+
+
+def timeouts(config: Config) -> Timeouts:
+    t = config.transfer
+    return Timeouts(connect=t.connect_timeout, request=t.request_timeout, min_rate=t.min_rate)
+
+
+def make_client(config: Config, pacer: Pacer | None = None) -> PlatformClient:
     """A PlatformClient from [platform]; ConfigError when something required is missing."""
     p = config.platform
     if not p.url:
@@ -48,6 +61,8 @@ def make_client(config: Config) -> PlatformClient:
         token=token,
         ca_bundle=p.ca_bundle,
         connections=max(16, config.transfer.transfers * config.transfer.chunks_per_file * 2),
+        pacer=pacer or make_pacer(config),
+        timeouts=timeouts(config),
     )
 
 
@@ -79,12 +94,14 @@ class Services:
     _resolver: Resolver | None = None
 
     @classmethod
-    async def open(cls, config: Config) -> Services:
-        api = make_client(config)
+    async def open(cls, config: Config, clock: Clock | None = None) -> Services:
+        """Build the services of a run; `clock` (default: the real one) times every wait of it."""
+        api = make_client(config, make_pacer(config, clock))
         tag = await part_tag(config)
         journal = await Journal(journal_path(config)).open()
         limit = config.transfer.bandwidth_limit
-        bucket = TokenBucket(limit, burst=max(limit, config.transfer.chunk_size)) if limit else None
+        bucket = (TokenBucket(limit, burst=max(limit, config.transfer.chunk_size), clock=api.pacer.clock)
+                  if limit else None)
         return cls(config=config, api=api, journal=journal, folders=RemoteFolders(api), bandwidth=bucket,
                    part_tag=tag)
 
@@ -107,6 +124,7 @@ class Services:
             chunks_per_file=t.chunks_per_file,
             small_file_threshold=t.small_file_threshold,
             bandwidth=self.bandwidth,
+            confirm_timeout=t.confirm_timeout,
         )
 
     def sftp_destination(self) -> SftpDestination:
@@ -124,6 +142,9 @@ class Services:
                 bandwidth=self.bandwidth,
                 stale_part_age=s.stale_part_age,
                 part_tag=self.part_tag or None,
+                connect_timeout=t.connect_timeout,
+                request_timeout=t.request_timeout,
+                pacer=self.api.pacer,
             )
         return self.sftp
 
@@ -165,6 +186,8 @@ class Services:
             chunk_size=t.chunk_size,
             namespace=await self.namespace(),
             switch_seconds=t.sftp_fallback_seconds,
+            settle_timeout=t.settle_timeout,
+            clock=self.api.pacer.clock,
         )
 
 
@@ -177,9 +200,10 @@ class _SftpOnFirstUse:
         self._services = services
 
     async def send(
-        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
+        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes,
+        *, scope: RunScope | None = None,
     ) -> None:
-        await self._services.sftp_destination().send(local, digest, target, resume, on_bytes)
+        await self._services.sftp_destination().send(local, digest, target, resume, on_bytes, scope=scope)
 
-    async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
-        return await self._services.sftp_destination().confirm(items)
+    async def confirm(self, items: list[ConfirmItem], *, scope: RunScope | None = None) -> list[Confirmation]:
+        return await self._services.sftp_destination().confirm(items, scope=scope)

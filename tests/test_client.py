@@ -14,19 +14,12 @@ from transfer.folders import RemoteFolders
 from transfer.models import Space
 from transfer.pacer import Pacer
 
+from .clocks import FakeClock
 from .conftest import ALICE, KEY
 
 
-class CountingSleep:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-
-
 def client_for(emu: EmulatorThread, password: str = ALICE[1], key: str = KEY, sleep=None) -> PlatformClient:
-    pacer = Pacer(attempts=12, base_delay=0.001, max_delay=0.01, sleep=sleep or CountingSleep())
+    pacer = Pacer(give_up_after=60, base_delay=0.001, max_delay=0.01, clock=sleep or FakeClock())
     return PlatformClient(emu.url, username=ALICE[0], password=password, password_key=key, pacer=pacer)
 
 
@@ -62,7 +55,7 @@ async def test_retries_through_500s_and_resets(emu: EmulatorThread, tmp_path) ->
     emu.faults.seed = 3
     emu.faults.chunk_error_rate = 0.5
     emu.faults.reset_rate = 0.5
-    sleep = CountingSleep()
+    sleep = FakeClock()
     async with client_for(emu, sleep=sleep) as client:
         await RemoteFolders(client).ensure(Space.PRIVATE, "r")
         for i in range(3):
@@ -73,18 +66,18 @@ async def test_retries_through_500s_and_resets(emu: EmulatorThread, tmp_path) ->
             await client.upload_chunk(Space.PRIVATE, "r", "f.bin", file_md5=md5, index=0, total=1, data=data,
                                       chunk_md5=md5)
             await client.merge(Space.PRIVATE, "r", "f.bin", file_md5=md5, size=len(data), total=1)
-    assert sleep.delays, "no fault was injected"
+    assert sleep.sleeps, "no fault was injected"
     assert emu.private_path("r/f.bin").read_bytes() == data
     faults = {e.get("fault") for e in emu.log_entries()}
     assert faults & {"reset", "chunk_error"} or len(faults) > 1
 
 
 async def test_no_retry_on_400(emu: EmulatorThread) -> None:
-    sleep = CountingSleep()
+    sleep = FakeClock()
     async with client_for(emu, sleep=sleep) as client:
         with pytest.raises(PlatformRefused):
             await client.add_folder(Space.PRIVATE, "does/not/exist", "x")
-    assert sleep.delays == []
+    assert sleep.sleeps == []
     assert len([e for e in emu.log_entries() if e["path"].endswith("/addFolder")]) == 1
 
 
@@ -93,10 +86,10 @@ async def test_retry_after_is_honoured(emu: EmulatorThread) -> None:
     emu.faults.busy_rate = 1.0
     emu.faults.retry_after = 9
     emu.faults.max_consecutive_errors = 2
-    sleep = CountingSleep()
+    sleep = FakeClock()
     async with client_for(emu, sleep=sleep) as client:
         await client.list_folder(Space.PRIVATE, "")
-    assert sleep.delays.count(9) >= 2  # each 503 waited what the platform asked
+    assert sleep.sleeps.count(9) >= 2  # each 503 waited what the platform asked
 
 
 async def test_listing_pages_and_folder_creation(emu: EmulatorThread) -> None:

@@ -21,6 +21,7 @@ from transfer.folders import RemoteFolders
 from transfer.journal import Journal
 from transfer.models import DatahubSpace
 from transfer.remotepath import RemoteFolder
+from transfer.scope import RunScope
 
 from .conftest import (
     ALICE,
@@ -177,7 +178,8 @@ async def test_crash_after_staging_resumes_at_the_import(emu: EmulatorThread, hu
             engine = Engine(journal, staged, chunk_size=MiB, namespace=f"{api.host}#{user.user_id} ")
             # Stage every file as a run would, then "crash" before confirm() imports anything.
             for item in items:
-                await engine._send_via(staged, item, await engine._digest(item.local, _summary()), "", _summary())
+                await engine._send_via(staged, item, await engine._digest(item.local, _summary()), "", _summary(),
+                                       RunScope())
         finally:
             await journal.close()
     assert len(staged_files(emu)) == 3

@@ -164,11 +164,12 @@ class _Buggy(ChunkedDestination):
         super().__init__(*args, **kwargs)
         self.calls = 0
 
-    async def send(self, local: LocalFile, digest: Digest, target: RemoteTarget, resume, on_bytes) -> None:
+    async def send(self, local: LocalFile, digest: Digest, target: RemoteTarget, resume, on_bytes,
+                   *, scope=None) -> None:
         self.calls += 1
         if self.calls > 3:
             raise RuntimeError("a bug in a destination")
-        await super().send(local, digest, target, resume, on_bytes)
+        await super().send(local, digest, target, resume, on_bytes, scope=scope)
 
 
 async def test_a_worker_that_dies_ends_the_run_instead_of_blocking_its_feeders(emu: EmulatorThread,

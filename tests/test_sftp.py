@@ -22,10 +22,12 @@ from transfer.agenttag import load_tag
 from transfer.api import PlatformClient
 from transfer.destinations.base import ConfirmItem, ResumeState
 from transfer.destinations.sftp import MD5_PROBES, SftpDestination
+from transfer.engine import Engine, SendItem
 from transfer.errors import AuthFailed
 from transfer.hashing import hash_file, stat_file
 from transfer.journal import FileRecord, Journal
 from transfer.models import RemoteTarget, SftpAccount, Space
+from transfer.scope import RunScope
 
 from .conftest import (
     ALICE,
@@ -286,6 +288,36 @@ async def test_password_reset_only_when_allowed_and_at_most_once(emu_sftp: Emula
     assert (tmp_path / "known_hosts").exists()  # the host key was pinned although login failed
 
 
+async def test_a_refused_login_is_remembered_for_one_run_only(emu_sftp: EmulatorThread, tmp_path: Path) -> None:
+    """A daemon keeps one SftpDestination for weeks: a refusal must not outlive the run that met it."""
+    emu_sftp.sftp_refuse_logins = True
+    src = write_random(tmp_path / "src" / "a.bin", MiB)
+    local = stat_file(src, "a.bin")
+    item = SendItem(local, RemoteTarget(Space.PRIVATE, "r", "a.bin"))
+    async with PlatformClient(emu_sftp.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:
+        journal = await Journal(tmp_path / "j.sqlite3").open()
+        dest = SftpDestination(api, pin_file=tmp_path / "known_hosts", chunk_size=CS)
+        engine = Engine(journal, dest, chunk_size=CS)
+        try:
+            scope = RunScope()
+            with pytest.raises(AuthFailed):
+                await engine.run([item], scope=scope)
+            fetched = _calls(emu_sftp, "/queryUserInfo")
+            digest = hash_file(local)
+            record = await journal.begin(local, "again", md5=digest.md5, chunk_size=CS, transport="sftp")
+            with pytest.raises(AuthFailed):  # the same run: refused at once, the platform not asked again
+                await dest.send(local, digest, item.target, ResumeState(journal, record, digest.md5, CS),
+                                lambda n, c: None, scope=scope)
+            assert _calls(emu_sftp, "/queryUserInfo") == fetched
+            emu_sftp.sftp_refuse_logins = False  # the operator fixed the account
+            summary = await engine.run([item])  # the next run tries again
+            assert summary.files_sent == 1
+        finally:
+            await dest.close()
+            await journal.close()
+    assert md5_of(emu_sftp.private_path("r/a.bin")) == md5_of(src)
+
+
 def test_refused_sftp_login_stops_the_run_with_exit_3(emu_sftp: EmulatorThread, sftp_env: dict,
                                                        tmp_path: Path) -> None:
     src = tmp_path / "src"
@@ -419,13 +451,17 @@ async def test_confirm_reports_md5_held_where_the_platform_indexes_sftp_uploads(
             # "not held" proves nothing. After MD5_PROBES such answers the run stops asking.
             before = _calls(emu_sftp, "/checkFileExist")
             others = [ConfirmItem(target, size, f"{i:032x}") for i in range(MD5_PROBES + 4)]
-            dest.md5_confirmed = 0
-            assert [c.error for c in await dest.confirm(others)] == [None] * len(others)
+            run = RunScope()  # a new run: the "held" the first one saw is not carried over
+            assert [c.error for c in await dest.confirm(others, scope=run)] == [None] * len(others)
             assert dest.md5_not_held == MD5_PROBES
             assert _calls(emu_sftp, "/checkFileExist") - before == MD5_PROBES
             # The size is still checked.
-            wrong = await dest.confirm([ConfirmItem(target, size + 1, md5)])
+            wrong = await dest.confirm([ConfirmItem(target, size + 1, md5)], scope=run)
             assert wrong[0].error == f"holds {size} bytes over SFTP, expected {size + 1}"
+            # The run's decision to stop asking ends with the run: a daemon's next batch asks again.
+            before = _calls(emu_sftp, "/checkFileExist")
+            assert (await dest.confirm(others[:1], scope=RunScope()))[0].error is None
+            assert _calls(emu_sftp, "/checkFileExist") - before == 1
         finally:
             await dest.close()
             await journal.close()

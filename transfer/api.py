@@ -8,6 +8,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,13 +17,39 @@ import aiohttp.payload
 
 from . import remotepath
 from .auth import TokenSource, encrypt_password, jwt_claims
-from .envelope import Envelope, PlatformRefused, classify
-from .errors import AuthExpired, AuthFailed, Fatal, LocalFileChanged, Retryable
+from .envelope import Envelope, PlatformRefused, classify, classify_failure
+from .errors import AuthExpired, AuthFailed, ConfigError, Fatal, LocalFileChanged, Retryable
 from .hashing import SPAN_PIECE, FileSpan, pread_full
 from .models import CheckResult, RemoteEntry, SftpAccount, Space, UserInfo
 from .pacer import Pacer
 
 LIST_PAGE = 100
+# mergeFile answers once the platform has joined and hashed the chunks: bounded by its disks.
+MERGE_RATE = 20 << 20
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one request may take ([transfer] connect_timeout, request_timeout, min_rate).
+
+    `request` bounds the wait for an answer once the request is sent; a request with a body
+    of N bytes also gets N / `min_rate` seconds to send it, so a chunk's deadline scales with
+    the chunk and a slow link is not mistaken for a dead one.
+    """
+
+    connect: float = 10.0
+    request: float = 30.0
+    min_rate: float = 32 << 10
+
+    def for_call(self, body: int = 0, work: float = 0.0) -> aiohttp.ClientTimeout:
+        """The aiohttp timeout of one request sending `body` bytes, whose answer takes `work` s more."""
+        read = self.request + work
+        return aiohttp.ClientTimeout(total=self.connect + read + body / self.min_rate, connect=None,
+                                     sock_connect=self.connect, sock_read=read)
+
+    def worst(self, body: int = 0, work: float = 0.0) -> float:
+        """The longest one request may take."""
+        return self.connect + self.request + work + body / self.min_rate
 
 
 class SpanPayload(aiohttp.payload.Payload):
@@ -107,6 +134,24 @@ def _local_change(exc: BaseException) -> LocalFileChanged | None:
     return None
 
 
+def _ssl_context(url: str, ca_bundle: str) -> ssl.SSLContext | bool:
+    """Verification is never switched off; `ca_bundle` adds a CA (a ConfigError if it is not one)."""
+    if urlsplit(url).scheme != "https":
+        return True
+    context = ssl.create_default_context()
+    if ca_bundle:
+        try:
+            context.load_verify_locations(cafile=ca_bundle)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"platform.ca_bundle: {ca_bundle}: no such file") from exc
+        except OSError as exc:
+            raise ConfigError(f"platform.ca_bundle: cannot read {ca_bundle}: {exc.strerror or exc}") from exc
+        except ssl.SSLError as exc:
+            raise ConfigError(f"platform.ca_bundle: {ca_bundle} is not a PEM file of CA certificates"
+                              f" ({exc.reason or exc})") from exc
+    return context
+
+
 def _truthy(value: object) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes")
@@ -127,8 +172,7 @@ class PlatformClient:
         ca_bundle: str = "",
         pacer: Pacer | None = None,
         clock: Callable[[], float] = time.time,
-        connect_timeout: float = 30.0,
-        read_timeout: float = 300.0,
+        timeouts: Timeouts | None = None,
         connections: int = 64,
     ) -> None:
         self.base_url = url.rstrip("/")
@@ -137,13 +181,14 @@ class PlatformClient:
         self._username = username
         self._password = password
         self._password_key = password_key
-        self._ca_bundle = ca_bundle
+        self._ssl_context = _ssl_context(self.base_url, ca_bundle)  # a bad ca_bundle stops here, not mid-run
         self.pacer = pacer or Pacer()
+        self.timeouts = timeouts or Timeouts()
         can_login = bool(username and password and password_key)
         if not can_login and not token:
             raise AuthFailed("no credentials: set username, password and password_key, or a token")
         self.tokens = TokenSource(self._login if can_login else None, static_token=token or None, clock=clock)
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        self._timeout = self.timeouts.for_call()
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._user: UserInfo | None = None
@@ -154,18 +199,10 @@ class PlatformClient:
     def host(self) -> str:
         return urlsplit(self.base_url).hostname or ""
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        if urlsplit(self.base_url).scheme != "https":
-            return True
-        context = ssl.create_default_context()  # verification is never switched off
-        if self._ca_bundle:
-            context.load_verify_locations(cafile=self._ca_bundle)
-        return context
-
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl())
+            connector = aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl_context)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
@@ -182,10 +219,11 @@ class PlatformClient:
 
     # -- the request cycle -----------------------------------------------------------------
     async def _send(
-        self, method: str, path: str, token: str | None, json_body: Any, form: FormFactory | None
+        self, method: str, path: str, token: str | None, json_body: Any, form: FormFactory | None,
+        limits: aiohttp.ClientTimeout | None = None,
     ) -> Envelope:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        kwargs: dict[str, Any] = {"headers": headers}
+        kwargs: dict[str, Any] = {"headers": headers, "timeout": limits or self._timeout}
         if form is not None:
             kwargs["data"] = form()
         elif json_body is not None:
@@ -194,30 +232,40 @@ class PlatformClient:
             async with self.session.request(method, self.base_url + path, **kwargs) as resp:
                 body = await resp.read()
                 return classify(resp.status, body, resp.headers.get("Retry-After"), endpoint=path)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+        except (aiohttp.ClientError, ssl.SSLError, TimeoutError) as exc:
             changed = _local_change(exc)
             if changed is not None:  # a streamed chunk found its file changed: not the network's fault
                 raise changed from exc
-            raise Retryable(f"{type(exc).__name__}: {exc}".rstrip(": "), endpoint=path) from exc
+            read = (limits or self._timeout).sock_read or self.timeouts.request
+            raise classify_failure(exc, url=self.base_url, endpoint=path, connect_timeout=self.timeouts.connect,
+                                   read_timeout=read) from exc
 
-    async def _authed(self, method: str, path: str, json_body: Any, form: FormFactory | None) -> Envelope:
+    async def _authed(
+        self, method: str, path: str, json_body: Any, form: FormFactory | None, limits: aiohttp.ClientTimeout | None
+    ) -> Envelope:
         token = await self.tokens.get()
         try:
-            return await self._send(method, path, token, json_body, form)
+            return await self._send(method, path, token, json_body, form, limits)
         except AuthExpired:
             token = await self.tokens.refresh(token)
         try:
-            return await self._send(method, path, token, json_body, form)
+            return await self._send(method, path, token, json_body, form, limits)
         except AuthExpired as exc:
             # A fresh token refused at once: either it expired in between (short lifetimes) or
             # the platform is flapping. Let the pacer space out another full attempt.
             raise Retryable(f"token refused right after logging in: {exc.message}", endpoint=path) from exc
 
     async def call(
-        self, path: str, body: Any = None, *, method: str = "POST", form: FormFactory | None = None
+        self, path: str, body: Any = None, *, method: str = "POST", form: FormFactory | None = None,
+        sends: int = 0, work: float = 0.0,
     ) -> Envelope:
-        """One authenticated call with retries; returns the success envelope or raises."""
-        return await self.pacer.call(lambda: self._authed(method, path, body, form), what=path)
+        """One authenticated call with retries; returns the success envelope or raises.
+
+        `sends` is the size of its body (a chunk), `work` the seconds the platform may take on
+        top of request_timeout to answer (a merge): both widen this call's deadline.
+        """
+        limits = self.timeouts.for_call(sends, work) if sends or work else None
+        return await self.pacer.call(lambda: self._authed(method, path, body, form, limits), what=path)
 
     async def _login(self) -> str:
         cipher = encrypt_password(self._password, self._password_key)
@@ -339,7 +387,7 @@ class PlatformClient:
             return fd
 
         path = "/api/file/file/uploadPublicFolder" if space.is_public else "/api/file/file/uploadFolder"
-        await self.call(path, form=form)
+        await self.call(path, form=form, sends=len(data))
 
     async def check_file(self, space: Space, folder: str, name: str, md5: str, size: int) -> CheckResult:
         uid = (await self.user()).user_id
@@ -396,7 +444,7 @@ class PlatformClient:
             fd.add_field("chunk", body, filename=name, content_type="application/octet-stream")
             return fd
 
-        await self.call("/api/file/file/uploadFile", form=form)
+        await self.call("/api/file/file/uploadFile", form=form, sends=length)
 
     async def merge(self, space: Space, folder: str, name: str, *, file_md5: str, size: int, total: int) -> None:
         uid = (await self.user()).user_id
@@ -409,7 +457,7 @@ class PlatformClient:
             "fileSize": size,
             "total": total,
         }
-        await self.call("/api/file/file/mergeFile", body)
+        await self.call("/api/file/file/mergeFile", body, work=size / MERGE_RATE)
 
     # -- SFTP accounts ---------------------------------------------------------------------
     def _account(self, envelope: Envelope, endpoint: str) -> SftpAccount:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+
+from .clock import Clock, SystemClock
 
 
 class TokenBucket:
@@ -12,7 +12,7 @@ class TokenBucket:
 
     A request larger than the burst is admitted once the bucket is full and leaves it in debt,
     so a chunk bigger than a second's worth still goes through at the configured average rate.
-    The clock and sleep are injectable so tests count instead of timing.
+    The clock is injectable so tests count instead of timing.
     """
 
     def __init__(
@@ -20,21 +20,19 @@ class TokenBucket:
         rate: float,
         *,
         burst: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Clock | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else rate)
-        self._clock = clock
-        self._sleep = sleep
+        self._clock: Clock = clock or SystemClock()
         self._tokens = self.burst
-        self._stamp = clock()
+        self._stamp = self._clock.now()
         self._lock = asyncio.Lock()
 
     def _refill(self) -> None:
-        now = self._clock()
+        now = self._clock.now()
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
@@ -53,6 +51,6 @@ class TokenBucket:
             self._refill()
             need = min(float(amount), self.burst)
             while self._tokens < need:
-                await self._sleep((need - self._tokens) / self.rate)
+                await self._clock.sleep((need - self._tokens) / self.rate)
                 self._refill()
             self._tokens -= amount

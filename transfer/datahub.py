@@ -7,10 +7,7 @@ since the real platform's document is loose about them.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +27,7 @@ from .errors import (
 )
 from .hashing import FileSpan
 from .models import DatahubSpace, RemoteEntry
+from .pacer import Pacer
 
 KINDS = ("dataset", "model", "algo", "image")
 CATEGORY = {"dataset": 1, "algo": 2, "model": 3, "image": 4}
@@ -91,9 +89,8 @@ def wire_folder(folder: str) -> str:
 class DatahubApi:
     """The datahub calls on top of PlatformClient (one session, one auth flow, one Pacer)."""
 
-    def __init__(self, api: PlatformClient, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, api: PlatformClient) -> None:
         self.api = api
-        self.clock = clock
 
     def _path(self, kind: str, call: str) -> str:
         return f"{BASE}/{kind}/{call}"
@@ -215,17 +212,16 @@ class DatahubApi:
             fd.add_field("chunk", body, filename=name, content_type="application/octet-stream")
             return fd
 
-        await self.api.call(f"{BASE}/data/uploadFile", form=form)
+        await self.api.call(f"{BASE}/data/uploadFile", form=form, sends=length)
 
 
 class Resolver:
     """KIND:ASSET@VERSION names or ids -> a DatahubSpace; cached for the run."""
 
-    def __init__(self, datahub: DatahubApi, *, poll_timeout: float = 600.0,
-                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+    def __init__(self, datahub: DatahubApi, *, poll_timeout: float = 600.0, pacer: Pacer | None = None) -> None:
         self.datahub = datahub
         self.poll_timeout = poll_timeout
-        self.sleep = sleep
+        self.pacer = pacer or datahub.api.pacer  # polls on the policy's clock
         self._cache: dict[tuple[str, str, str], DatahubSpace] = {}
 
     async def asset(self, kind: str, name_or_id: str) -> Asset:
@@ -291,19 +287,19 @@ class Resolver:
 
     async def _wait_created(self, kind: str, asset: Asset, name: str) -> Version:
         """Poll queryVersionList with back-off until the version is created; fail on status 2 or time-out."""
-        deadline = self.datahub.clock() + self.poll_timeout
-        delay = 0.1
-        while True:
+        matches: list[Version] = []
+
+        async def created() -> bool:
+            nonlocal matches
             matches = [v for v in await self.datahub.versions(kind, asset.id) if v.name == name]
-            if matches and matches[0].status == CREATED:
-                return matches[0]
             if matches and matches[0].status == CREATE_FAILED:
                 raise VersionCreateFailed(kind, asset.name, name, "the platform reports createStatus 2 (failed)")
-            if self.datahub.clock() >= deadline:
-                state = "not listed" if not matches else f"createStatus {matches[0].status}"
-                raise VersionCreateFailed(kind, asset.name, name, f"not created within {self.poll_timeout:.0f}s ({state})")
-            await self.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            return bool(matches) and matches[0].status == CREATED
+
+        if await self.pacer.poll_until(created, self.pacer.deadline(self.poll_timeout)):
+            return matches[0]
+        state = "not listed" if not matches else f"createStatus {matches[0].status}"
+        raise VersionCreateFailed(kind, asset.name, name, f"not created within {self.poll_timeout:.0f}s ({state})")
 
 
 __all__ = ["DatahubApi", "DatahubSpace", "Resolver", "VersionCreateFailed", "TransferError", "KINDS"]

@@ -6,19 +6,20 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
+from .clock import Clock, SystemClock, wait_or_timeout
 from .destinations.base import ConfirmItem, Destination, ResumeState
-from .errors import AuthFailed, EndpointUnavailable, LocalFileChanged, Retryable, TransferError
+from .errors import AuthFailed, EndpointUnavailable, GaveUp, LocalFileChanged, Retryable, TransferError
 from .hashing import fingerprint, hash_file, stat_file
 from .journal import FileRecord, Journal
 from .models import Digest, LocalFile, RemoteTarget
 from .progress import Event, NullSink, ProgressSink
 from .remotepath import display
+from .scope import RunScope
 from .switch import TransportSwitch
 
 log = logging.getLogger("hubsync.engine")
@@ -108,7 +109,7 @@ class Engine:
         change_retries: int = 3,
         settle_seconds: float = 1.0,
         settle_timeout: float = 120.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
         namespace: str = "",
         switch_seconds: float = 600.0,
     ) -> None:
@@ -124,10 +125,10 @@ class Engine:
         self.change_retries = change_retries
         self.settle_seconds = settle_seconds
         self.settle_timeout = settle_timeout
-        self.clock = clock
+        self.clock: Clock = clock or SystemClock()
         # auto: after a 404/405 of the chunk API the fallback is used for switch_seconds, then the
         # primary again (a daemon runs for weeks: one proxy hiccup must not last until a restart).
-        self.switch = TransportSwitch(switch_seconds, clock)
+        self.switch = TransportSwitch(switch_seconds, self.clock.now)
         # The daemon's hooks (a plain run leaves both alone): transfer slots shared by several
         # engines, and a drain switch that starts no new file while those in flight finish.
         self.slots: asyncio.Semaphore | None = None
@@ -191,13 +192,16 @@ class Engine:
             log.warning("refused %s: %s", r.rel, r.reason)
 
     async def run(self, items: list[SendItem], *, job: str = "", remote_prefix: str = "",
-                  refused: list[Refused] | None = None) -> RunSummary:
+                  refused: list[Refused] | None = None, scope: RunScope | None = None) -> RunSummary:
         """Send every item that is not already done; confirm what was sent; return the summary.
 
         `refused`, when given, are the files of a whole walk of `remote_prefix` whose names cannot
-        go: journaled (replacing earlier refusals there) and counted as failed.
+        go: journaled (replacing earlier refusals there) and counted as failed. What the
+        destinations learn during the run lives in `scope` (a new one by default): a daemon that
+        keeps this engine for weeks starts every batch afresh.
         """
-        started = self.clock()
+        scope = scope or RunScope()
+        started = self.clock.now()
         summary = RunSummary(files_total=len(items) + len(refused or []),
                              bytes_total=sum(i.local.size for i in items))
         if refused is not None:
@@ -209,7 +213,7 @@ class Engine:
         if merged:
             # Files a crashed run merged but never confirmed need a listing, not another upload;
             # those the platform does not show are sent normally.
-            todo += await self._confirm(merged, summary, final=False, retry_unconfirmed=True)
+            todo += await self._confirm(merged, summary, scope, final=False, retry_unconfirmed=True)
         for item in unchanged:
             summary.files_skipped += 1
             self.progress.emit(Event("skipped", item.local.rel, item.remote, size=item.local.size))
@@ -217,7 +221,7 @@ class Engine:
             self.progress.emit(Event("queued", item.local.rel, item.remote, size=item.local.size))
 
         for round_ in range(self.change_retries + 1):
-            changed = await self._round(todo, job, summary, final=round_ == self.change_retries)
+            changed = await self._round(todo, job, summary, scope, final=round_ == self.change_retries)
             if not changed:
                 break
             todo = []
@@ -227,10 +231,12 @@ class Engine:
                 local = await self._guarded(item, summary, self._wait_stable(item.local))
                 if local is not None:
                     todo.append(SendItem(local, item.target))
-        summary.seconds = self.clock() - started
+        summary.seconds = self.clock.now() - started
         return summary
 
-    async def _round(self, todo: list[SendItem], job: str, summary: RunSummary, *, final: bool) -> list[SendItem]:
+    async def _round(
+        self, todo: list[SendItem], job: str, summary: RunSummary, scope: RunScope, *, final: bool
+    ) -> list[SendItem]:
         """One pass over `todo`; returns the items that changed after they were sent.
 
         Sent files are confirmed while the others are still being sent, in batches of what has
@@ -268,7 +274,7 @@ class Engine:
                     continue
                 item, digest = entry
                 async with self.slots or contextlib.nullcontext():
-                    result = await self._guarded(item, summary, self._send(item, digest, job, summary))
+                    result = await self._guarded(item, summary, self._send(item, digest, job, summary, scope))
                 if result is not None:
                     sent.put_nowait(result)
             transferring -= 1
@@ -288,18 +294,17 @@ class Engine:
                     if first is None:
                         return
                     batch = [first]
-                    deadline = self.clock() + self.confirm_wait
+                    deadline = self.clock.now() + self.confirm_wait
                     while len(batch) < self.confirm_batch:
                         getter = asyncio.ensure_future(sent.get())
-                        done, _ = await asyncio.wait({getter}, timeout=max(0.0, deadline - self.clock()))
-                        if not done:
+                        if not await wait_or_timeout(self.clock, getter, deadline - self.clock.now()):
                             break
                         entry, getter = getter.result(), None
                         if entry is None:
                             finished = True
                             break
                         batch.append(entry)
-                    changed.extend(await self._confirm(batch, summary, final=final))
+                    changed.extend(await self._confirm(batch, summary, scope, final=final))
             finally:
                 if getter is not None:
                     getter.cancel()
@@ -355,11 +360,11 @@ class Engine:
         self._fresh[str(local.path)] = digest
         return digest
 
-    async def _send(self, item: SendItem, digest: Digest, job: str, summary: RunSummary) -> _Sent:
+    async def _send(self, item: SendItem, digest: Digest, job: str, summary: RunSummary, scope: RunScope) -> _Sent:
         attempt = 0
         while True:
             try:
-                return await self._send_once(item, digest, job, summary)
+                return await self._send_once(item, digest, job, summary, scope)
             except LocalFileChanged as exc:
                 # The content is not what was hashed: a change stat may not show (rewritten in
                 # place, size and mtime restored), so the cached digest is dropped, never reused.
@@ -373,15 +378,17 @@ class Engine:
                 item = SendItem(local, item.target)
                 digest = await self._digest(local, summary)
 
-    async def _send_once(self, item: SendItem, digest: Digest, job: str, summary: RunSummary) -> _Sent:
+    async def _send_once(
+        self, item: SendItem, digest: Digest, job: str, summary: RunSummary, scope: RunScope
+    ) -> _Sent:
         switched = self.fallback is not None and self.switch.active()
         destination = self.fallback if switched and self.fallback else self.destination
         if self.fallback is not None and self.switch.just_closed():
             self.progress.emit(Event("info", message=f"trying {self.destination.transport} again"
                                      f" (after {self.switch.hold:g}s on {self.fallback.transport})"))
         try:
-            return await self._send_via(destination, item, digest, job, summary)
-        except (EndpointUnavailable, Retryable) as exc:
+            return await self._send_via(destination, item, digest, job, summary, scope)
+        except (EndpointUnavailable, Retryable, GaveUp) as exc:
             if self.fallback is None or destination is self.fallback:
                 raise
             if isinstance(exc, EndpointUnavailable):
@@ -394,10 +401,11 @@ class Engine:
                 self.progress.emit(
                     Event("info", item.local.rel, item.remote, message=f"{exc}: retrying over {self.fallback.transport}")
                 )
-            return await self._send_via(self.fallback, item, digest, job, summary)
+            return await self._send_via(self.fallback, item, digest, job, summary, scope)
 
     async def _send_via(
-        self, destination: Destination, item: SendItem, digest: Digest, job: str, summary: RunSummary
+        self, destination: Destination, item: SendItem, digest: Digest, job: str, summary: RunSummary,
+        scope: RunScope,
     ) -> _Sent:
         fresh = self._fresh.pop(str(item.local.path), None)
         record = await self.journal.begin(
@@ -413,27 +421,28 @@ class Engine:
                 summary.bytes_sent += n
             self.progress.emit(Event("progress", item.local.rel, item.remote, bytes=n, size=item.local.size))
 
-        await destination.send(item.local, digest, item.target, resume, on_bytes)
+        await destination.send(item.local, digest, item.target, resume, on_bytes, scope=scope)
         summary.transports.add(destination.transport)
         await self.journal.update(record.id, state="merged", last_error=None, transport=destination.transport)
         return _Sent(item, record, destination, resume)
 
     async def _wait_stable(self, local: LocalFile) -> LocalFile:
         """Poll the file's stat until it stops changing for settle_seconds (bounded)."""
-        deadline = self.clock() + self.settle_timeout
+        clock = self.clock
+        deadline = clock.now() + self.settle_timeout
         current = await asyncio.to_thread(stat_file, local.path, local.rel)
-        since = self.clock()
-        while self.clock() - since < self.settle_seconds:
-            if self.clock() > deadline:
+        since = clock.now()
+        while clock.now() - since < self.settle_seconds:
+            if clock.now() > deadline:
                 raise LocalFileChanged(f"{local.rel} kept changing for {self.settle_timeout:.0f}s")
-            await asyncio.sleep(min(0.2, self.settle_seconds / 4))
+            await clock.sleep(min(0.2, self.settle_seconds / 4))
             now = await asyncio.to_thread(stat_file, local.path, local.rel)
             if not now.same_stat(current):
-                current, since = now, self.clock()
+                current, since = now, clock.now()
         return current
 
     async def _confirm(
-        self, sent: list[_Sent], summary: RunSummary, *, final: bool, retry_unconfirmed: bool = False
+        self, sent: list[_Sent], summary: RunSummary, scope: RunScope, *, final: bool, retry_unconfirmed: bool = False
     ) -> list[SendItem]:
         """Confirm by listing that every sent file shows with its size; only then mark it done.
 
@@ -451,7 +460,7 @@ class Engine:
                                 e.resume or ResumeState(self.journal, e.record, e.record.md5 or "",
                                                         e.record.chunk_size or self.chunk_size))
                     for e in group
-                ])
+                ], scope=scope)
             except AuthFailed:
                 raise  # not the files' fault: they stay unconfirmed (merged), the next run confirms them
             except TransferError as exc:

@@ -1,12 +1,14 @@
-"""The platform's three response envelopes, parsed and classified in one place."""
+"""The platform's three response envelopes, and failures of the connection, classified in one place."""
 
 from __future__ import annotations
 
 import email.utils
 import json
+import ssl
 import time
 from typing import Any
 
+import aiohttp
 from pydantic import BaseModel, ConfigDict
 
 from .errors import AuthExpired, EndpointUnavailable, Fatal, Retryable, TransferError
@@ -101,6 +103,42 @@ def classify(status: int, body: bytes, retry_after: str | None, *, endpoint: str
     return envelope
 
 
+def classify_failure(
+    exc: BaseException, *, url: str, endpoint: str, connect_timeout: float, read_timeout: float
+) -> TransferError:
+    """The error class of a request that got no answer (rclone's shouldRetry for the transport).
+
+    Certificate, TLS and DNS failures are final (retrying cannot fix them); a refused connection
+    is retried only for `connect_timeout` seconds; resets and time-outs are retryable. The
+    message names the URL, or the call that timed out, and the config key to look at.
+    """
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        reason = getattr(exc.certificate_error, "verify_message", "") or str(exc.certificate_error)
+        return Fatal(f"the TLS certificate of {url} is not trusted ({reason}); if your platform's certificate is"
+                     " signed by your own CA, set [platform] ca_bundle to that CA's PEM file", endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        cause = getattr(exc, "os_error", exc)
+        if "WRONG_VERSION_NUMBER" in str(cause) or "wrong version number" in str(cause).lower():
+            return Fatal(f"{url}: the server does not speak TLS (is the URL http://?)", endpoint=endpoint)
+        return Fatal(f"TLS with {url} failed: {cause}", endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return Fatal(f"cannot resolve the host of {url}: {getattr(exc, 'os_error', exc)}", endpoint=endpoint)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, ConnectionRefusedError):
+            return Retryable(f"cannot connect to {url}: connection refused", endpoint=endpoint,
+                             patience=connect_timeout)
+        return Retryable(f"cannot connect to {url}: {cause.strerror or cause}", endpoint=endpoint,
+                         patience=connect_timeout)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return Retryable(f"cannot connect to {url}: no connection within {connect_timeout:g}s"
+                         " ([transfer] connect_timeout)", endpoint=endpoint)
+    if isinstance(exc, TimeoutError):
+        return Retryable(f"no answer from {url} within {read_timeout:g}s ([transfer] request_timeout)",
+                         endpoint=endpoint)
+    return Retryable(f"{type(exc).__name__}: {exc}".rstrip(": "), endpoint=endpoint)
+
+
 class PlatformRefused(Fatal):
     """A well-formed failure envelope; `code` is the envelope's status, `text` its message."""
 
@@ -122,4 +160,4 @@ def _snippet(body: bytes, limit: int = 200) -> str:
     return text
 
 
-__all__ = ["Envelope", "PlatformRefused", "classify", "parse_retry_after", "TransferError"]
+__all__ = ["Envelope", "PlatformRefused", "classify", "classify_failure", "parse_retry_after", "TransferError"]

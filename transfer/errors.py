@@ -1,4 +1,8 @@
-"""What backends raise: the API layer only classifies, the Pacer decides what to do."""
+"""What backends raise: the API layer only classifies, the Pacer decides what to do.
+
+Three classes, as rclone's shouldRetry: `Retryable` (the pacer tries again), `AuthExpired` (log in
+again, then once more), everything else final (`Fatal`, `AuthFailed`, `GaveUp`, ...).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,29 @@ class TransferError(Exception):
 
 
 class Retryable(TransferError):
-    """A transient failure (5xx, 429, reset, time-out): the same call may succeed later."""
+    """A transient failure (5xx, 429, reset, time-out): the same call may succeed later.
 
-    def __init__(self, message: str, *, endpoint: str = "", retry_after: float | None = None) -> None:
+    `patience` caps how long this kind of failure is retried (seconds since the call's first
+    attempt): a refused connection is worth a few quick tries, not the whole budget.
+    """
+
+    def __init__(
+        self, message: str, *, endpoint: str = "", retry_after: float | None = None, patience: float | None = None
+    ) -> None:
         super().__init__(message, endpoint=endpoint)
         self.retry_after = retry_after
+        self.patience = patience
+
+
+class GaveUp(TransferError):
+    """A retryable failure that lasted the retry policy's whole budget; never retried again."""
+
+    def __init__(self, last: Retryable, *, seconds: float, attempts: int) -> None:
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        super().__init__(f"{last.message} (gave up after {seconds:.0f}s, {tries})", endpoint=last.endpoint)
+        self.last = last
+        self.seconds = seconds
+        self.attempts = attempts
 
 
 class AuthExpired(TransferError):

@@ -1,59 +1,97 @@
-"""One owner of retry policy: exponential back-off with full jitter, Retry-After honoured."""
+"""The one retry policy (rclone's lib/pacer): back-off with jitter, Retry-After, a time budget, polling.
+
+It is built once by the composition root and injected; only leaf calls (one HTTP request
+with its login, one SFTP operation) go through `call`, so retries never nest. Errors are
+classified before they get here (`Retryable` or not); a call that runs out of budget raises
+`GaveUp`, which no other pacer retries.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .errors import Retryable
+from .clock import Clock, SystemClock
+from .errors import GaveUp, Retryable
 
 T = TypeVar("T")
 log = logging.getLogger("hubsync.pacer")
 
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass
 class Pacer:
-    """Runs a call until it succeeds, raises a non-retryable error, or attempts run out.
+    """Runs a leaf call until it succeeds, raises a non-retryable error, or its budget is spent.
 
-    Only `Retryable` is retried; everything else propagates at once. The sleep and the
-    random source are injectable so tests can count delays instead of timing them.
+    Only `Retryable` is retried. No retry starts later than `give_up_after` seconds after the
+    call's first attempt began (an error's own `patience` may shorten that: a refused
+    connection is retried only briefly), and no pause crosses that line. A Retry-After delays
+    every call of this pacer, not just the one that met it (shared state, as in rclone).
     """
 
-    attempts: int = 10
+    give_up_after: float = 30.0
     base_delay: float = 0.25
-    max_delay: float = 30.0
-    max_retry_after: float = 300.0
-    sleep: Sleep = asyncio.sleep
+    max_delay: float = 8.0
+    clock: Clock = field(default_factory=SystemClock)
     rng: Callable[[], float] = field(default_factory=lambda: random.Random().random)
     on_retry: Callable[[str, Retryable, float], None] | None = None
+    _not_before: float = field(default=0.0, init=False)
 
     def delay_for(self, attempt: int, error: Retryable) -> float:
         """The pause before retry number `attempt` (1-based)."""
         backoff = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
-        # Full jitter spreads simultaneous clients apart; never sleep less than the server asked.
+        # Jitter spreads simultaneous clients apart; never sleep less than the server asked.
         delay = backoff * (0.5 + 0.5 * self.rng())
         if error.retry_after is not None:
-            delay = max(delay, min(error.retry_after, self.max_retry_after))
+            delay = max(delay, error.retry_after)
         return delay
 
+    def deadline(self, seconds: float) -> float:
+        """The clock's time `seconds` from now."""
+        return self.clock.now() + seconds
+
     async def call(self, fn: Callable[[], Awaitable[T]], *, what: str = "") -> T:
-        """Await `fn()` with retries; raise the last `Retryable` when attempts run out."""
+        """Await `fn()` with retries; raise `GaveUp` (carrying the last error) when the budget is spent."""
+        started = self.clock.now()
         attempt = 0
         while True:
+            wait = self._not_before - self.clock.now()
+            if wait > 0:
+                await self.clock.sleep(wait)
             try:
                 return await fn()
             except Retryable as exc:
                 attempt += 1
-                if attempt >= self.attempts:
-                    raise
                 delay = self.delay_for(attempt, exc)
+                budget = self.give_up_after if exc.patience is None else min(self.give_up_after, exc.patience)
+                elapsed = self.clock.now() - started
+                if elapsed + delay > budget:
+                    raise GaveUp(exc, seconds=elapsed, attempts=attempt) from exc
+                if exc.retry_after is not None:
+                    self._not_before = max(self._not_before, self.clock.now() + exc.retry_after)
                 log.debug("retry %s after %.2fs (attempt %d): %s", what, delay, attempt, exc)
                 if self.on_retry is not None:
                     self.on_retry(what, exc, delay)
-                await self.sleep(delay)
+                await self.clock.sleep(delay)
+
+    async def poll_until(
+        self, done: Callable[[], Awaitable[bool]], deadline: float, *, first: float = 0.1, longest: float = 5.0
+    ) -> bool:
+        """Check `done()` with growing pauses until it is true or the clock passes `deadline`.
+
+        For asynchronous platform work (a version being created, an import, a file about to
+        show): returns whether it came true; the caller reports a time-out as an error. Errors
+        of `done` propagate (its calls are paced leaf calls already).
+        """
+        pause = first
+        while True:
+            if await done():
+                return True
+            left = deadline - self.clock.now()
+            if left <= 0:
+                return False
+            await self.clock.sleep(min(pause, left))
+            pause = min(pause * 1.6, longest)

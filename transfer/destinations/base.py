@@ -11,6 +11,7 @@ from ..errors import LocalFileChanged
 from ..hashing import stat_file
 from ..journal import FileRecord, Journal
 from ..models import Digest, LocalFile, RemoteEntry, RemoteTarget, Space
+from ..scope import RunScope
 
 # (bytes done, whether they crossed the network): held chunks advance progress but are not sent.
 OnBytes = Callable[[int, bool], None]
@@ -110,12 +111,17 @@ class Destination(Protocol):
     transport: str
 
     async def send(
-        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
+        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes,
+        *, scope: RunScope | None = None,
     ) -> None:
-        """Make `target` hold `local`'s content, committed atomically; raise a TransferError if not."""
+        """Make `target` hold `local`'s content, committed atomically; raise a TransferError if not.
+
+        `scope` is the run's (what the destination learns lasts that run); None: a scope of the
+        destination's own.
+        """
         ...
 
-    async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
+    async def confirm(self, items: list[ConfirmItem], *, scope: RunScope | None = None) -> list[Confirmation]:
         """Check that each target now shows with the given size (and md5 where the platform tells)."""
         ...
 

@@ -13,6 +13,8 @@ from ..errors import LocalFileChanged
 from ..folders import RemoteFolders
 from ..hashing import FileSpan, hash_file, md5_hex, md5_of_span, read_span
 from ..models import ChunkPlan, Digest, LocalFile, RemoteEntry, RemoteTarget, Space, file_space
+from ..pacer import Pacer
+from ..scope import RunScope
 from .base import Confirmation, ConfirmItem, OnBytes, ResumeState, ensure_unchanged
 from .workers import run_workers
 
@@ -34,10 +36,12 @@ class ChunkedDestination:
         small_file_threshold: int = SMALL_FILE_THRESHOLD,
         merge_attempts: int = 3,
         bandwidth: TokenBucket | None = None,
-        confirm_delays: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0),
+        confirm_timeout: float = 5.0,
+        pacer: Pacer | None = None,
     ) -> None:
         self.bandwidth = bandwidth
-        self.confirm_delays = confirm_delays
+        self.confirm_timeout = confirm_timeout
+        self.pacer = pacer or api.pacer  # polls on the policy's clock
         self.api = api
         self.folders = folders
         self.chunk_size = chunk_size
@@ -47,7 +51,8 @@ class ChunkedDestination:
         self.chunk_requests = 0
 
     async def send(
-        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
+        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes,
+        *, scope: RunScope | None = None,
     ) -> None:
         space = file_space(target)
         await self.folders.ensure(space, target.folder)
@@ -131,17 +136,18 @@ class ChunkedDestination:
 
         await run_workers(range(plan.total), one, self.chunks_per_file)
 
-    async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
+    async def confirm(self, items: list[ConfirmItem], *, scope: RunScope | None = None) -> list[Confirmation]:
         """One listing per folder confirms every file sent into it.
 
         A platform may show a merged file a moment later than it answers: folders with missing
-        files are listed again after short pauses before anything is reported as failed.
+        files are listed again, for up to `confirm_timeout` seconds, before anything is reported
+        as failed.
         """
         verdicts: dict[int, str | None] = {}
         waiting = list(range(len(items)))
-        for delay in (0.0, *self.confirm_delays):
-            if delay:
-                await asyncio.sleep(delay)
+
+        async def all_shown() -> bool:
+            nonlocal waiting
             by_folder: dict[tuple[Space, str], list[int]] = defaultdict(list)
             for i in waiting:
                 by_folder[(file_space(items[i].target), items[i].target.folder)].append(i)
@@ -159,8 +165,9 @@ class ChunkedDestination:
                         waiting.append(i)
                     else:
                         verdicts[i] = None
-            if not waiting:
-                break
+            return not waiting
+
+        await self.pacer.poll_until(all_shown, self.pacer.deadline(self.confirm_timeout), first=0.2)
         return [Confirmation(items[i].target, verdicts[i]) for i in range(len(items))]
 
 

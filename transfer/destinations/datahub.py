@@ -17,10 +17,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -32,13 +31,14 @@ from ..errors import Fatal, TransferError
 from ..folders import RemoteFolders
 from ..hashing import FileSpan, md5_of_span
 from ..models import ChunkPlan, DatahubSpace, Digest, LocalFile, RemoteEntry, RemoteTarget, Space
+from ..pacer import Pacer
+from ..scope import RunScope
 from .base import Confirmation, ConfirmItem, Destination, OnBytes, ResumeFields, ResumeState, ensure_unchanged
 from .workers import run_workers
 
 log = logging.getLogger("hubsync.datahub")
 
 STAGING_ROOT = ".hubsync-staging"
-Sleep = Callable[[float], Awaitable[None]]
 
 
 def _space(target: RemoteTarget) -> DatahubSpace:
@@ -59,11 +59,10 @@ def staged_target(target: RemoteTarget) -> RemoteTarget:
 class _Poller:
     """Lists version folders until every waited-for file shows with its size (back-off, deadline)."""
 
-    def __init__(self, datahub: DatahubApi, timeout: float, sleep: Sleep, clock: Callable[[], float]) -> None:
+    def __init__(self, datahub: DatahubApi, timeout: float, pacer: Pacer) -> None:
         self.datahub = datahub
         self.timeout = timeout
-        self.sleep = sleep
-        self.clock = clock
+        self.pacer = pacer
 
     async def listing(self, items: list[ConfirmItem], indices: list[int]) -> dict[int, RemoteEntry | None]:
         """One listing per folder: the entry each item's name has there (None when absent)."""
@@ -85,9 +84,11 @@ class _Poller:
         """Poll until each item shows (default: with its size); time-outs are errors, never success."""
         verdicts: dict[int, str | None] = {}
         waiting = list(indices)
-        deadline = self.clock() + self.timeout
-        delay = 0.1
-        while waiting:
+
+        async def all_shown() -> bool:
+            nonlocal waiting
+            if not waiting:
+                return True
             listing = await self.listing(items, waiting)
             still: list[int] = []
             for i in waiting:
@@ -102,10 +103,9 @@ class _Poller:
                         else f"{what}: listed with {entry.size} bytes after {self.timeout:.0f}s, expected {items[i].size}"
                     )
             waiting = still
-            if not waiting or self.clock() >= deadline:
-                break
-            await self.sleep(min(delay, max(0.0, deadline - self.clock())))
-            delay = min(delay * 1.6, 5.0)
+            return not waiting
+
+        await self.pacer.poll_until(all_shown, self.pacer.deadline(self.timeout))
         return verdicts
 
 
@@ -142,8 +142,7 @@ class StagedDatahubDestination:
         folders: RemoteFolders | None = None,
         import_batch: int = 100,
         poll_timeout: float = 600.0,
-        sleep: Sleep = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        pacer: Pacer | None = None,
     ) -> None:
         self.datahub = datahub
         self.files = files
@@ -151,15 +150,16 @@ class StagedDatahubDestination:
         # The cache of existing folders, told when drop_staging() deletes the staging folder.
         self.folders = folders
         self.import_batch = max(1, import_batch)
-        self.poller = _Poller(datahub, poll_timeout, sleep, clock)
+        self.poller = _Poller(datahub, poll_timeout, pacer or datahub.api.pacer)
 
     async def send(
-        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
+        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes,
+        *, scope: RunScope | None = None,
     ) -> None:
-        await self.files.send(local, digest, staged_target(target), resume, on_bytes)
+        await self.files.send(local, digest, staged_target(target), resume, on_bytes, scope=scope)
         await resume.save(StagedResume("staged"))
 
-    async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
+    async def confirm(self, items: list[ConfirmItem], *, scope: RunScope | None = None) -> list[Confirmation]:
         verdicts: dict[int, str | None] = {}
         to_import = [i for i, item in enumerate(items) if _stage(item) != "imported"]
         imported = [i for i, item in enumerate(items) if _stage(item) == "imported"]
@@ -272,18 +272,18 @@ class DirectDatahubDestination:
         chunks_per_file: int = 4,
         bandwidth: TokenBucket | None = None,
         poll_timeout: float = 600.0,
-        sleep: Sleep = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        pacer: Pacer | None = None,
     ) -> None:
         self.datahub = datahub
         self.chunk_size = chunk_size
         self.chunks_per_file = chunks_per_file
         self.bandwidth = bandwidth
-        self.poller = _Poller(datahub, poll_timeout, sleep, clock)
+        self.poller = _Poller(datahub, poll_timeout, pacer or datahub.api.pacer)
         self.chunk_requests = 0
 
     async def send(
-        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
+        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes,
+        *, scope: RunScope | None = None,
     ) -> None:
         space = _space(target)
         plan = ChunkPlan(local.size, self.chunk_size)
@@ -334,7 +334,7 @@ class DirectDatahubDestination:
         await one(last)
         await resume.save(replace(state, uploaded=True))
 
-    async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
+    async def confirm(self, items: list[ConfirmItem], *, scope: RunScope | None = None) -> list[Confirmation]:
         verdicts = await self.poller.wait(items, list(range(len(items))), "uploaded")
         return [Confirmation(item.target, verdicts.get(i)) for i, item in enumerate(items)]
 

@@ -20,7 +20,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -40,6 +40,7 @@ from ..journal import Journal
 from ..models import Digest, LocalFile, RemoteTarget, SftpAccount, Space
 from ..pacer import Pacer
 from ..remotepath import PART_SUFFIX, join, part_path
+from ..scope import RunScope
 from .base import Confirmation, ConfirmItem, OnBytes, ResumeFields, ResumeState, ensure_unchanged
 
 log = logging.getLogger("hubsync.sftp")
@@ -63,6 +64,17 @@ MD5_PROBES = 8
 class _Session:
     conn: asyncssh.SSHClientConnection
     sftp: asyncssh.SFTPClient
+
+
+@dataclass
+class _RunState:
+    """What one run learns about the SFTP service (RunScope part): forgotten when the run ends."""
+
+    refused: dict[Space, TransferError] = field(default_factory=dict)  # one refusal per run, not per file
+    reset_done: set[Space] = field(default_factory=set)  # the password is reset at most once per run
+    md5_checks: bool = True
+    md5_confirmed: int = 0
+    md5_not_held: int = 0
 
 
 class _PinningClient(asyncssh.SSHClient):
@@ -100,7 +112,8 @@ class SftpDestination:
         chunk_size: int = 8 << 20,
         block_size: int = 256 << 10,
         requests_in_flight: int = 32,
-        connect_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        request_timeout: float = 30.0,
         pacer: Pacer | None = None,
         bandwidth: TokenBucket | None = None,
         stale_part_age: float = 7 * 86400,
@@ -118,40 +131,42 @@ class SftpDestination:
         # Keep the unacknowledged window within one chunk, so a crash re-sends at most ~2 chunks.
         self.requests_in_flight = max(1, min(requests_in_flight, chunk_size // block_size or 1))
         self.connect_timeout = connect_timeout
-        self.pacer = pacer or Pacer(attempts=5, base_delay=0.5)
+        self.request_timeout = request_timeout
+        self.pacer = pacer or Pacer()
         self.bandwidth = bandwidth
         self.stale_part_age = stale_part_age
         self.confirm_concurrency = max(1, confirm_concurrency)
         self.clock = clock  # compared with the server's mtimes: only days matter, not clock skew
         self._sessions: dict[Space, _Session] = {}
         self._locks: dict[Space, asyncio.Lock] = {}
-        self._refused: dict[Space, TransferError] = {}
-        self._reset_done: set[Space] = set()
         self.resume_mismatches = 0  # windows found different on resume (for tests and status)
-        self.md5_confirmed = 0  # files whose content checkFileExist reported as held
+        self.md5_confirmed = 0  # files whose content checkFileExist reported as held (all runs)
         self.md5_not_held = 0
-        self._md5_checks = True
+        self._own_scope = RunScope()  # for calls made without a run's scope (tests, stale-part cleanup)
+
+    def _run(self, scope: RunScope | None) -> _RunState:
+        return (scope or self._own_scope).part(self, _RunState)
 
     # -- connections ---------------------------------------------------------------------
-    async def _session(self, space: Space) -> _Session:
+    async def _session(self, space: Space, run: _RunState) -> _Session:
         lock = self._locks.setdefault(space, asyncio.Lock())
         async with lock:
-            if space in self._refused:
-                raise self._refused[space]
+            if space in run.refused:
+                raise run.refused[space]
             session = self._sessions.get(space)
             if session is not None and session.conn.is_closed():
                 del self._sessions[space]
                 session = None
             if session is None:
                 try:
-                    session = await self._login(space)
+                    session = await self._login(space, run)
                 except (AuthFailed, Fatal) as exc:
-                    self._refused[space] = exc  # one refusal per run, not one per file
+                    run.refused[space] = exc  # one refusal per run, not one per file
                     raise
                 self._sessions[space] = session
             return session
 
-    async def _login(self, space: Space) -> _Session:
+    async def _login(self, space: Space, run: _RunState) -> _Session:
         """Connect with the platform's password; re-fetch it once, then reset it if allowed."""
         account = await self.api.sftp_account(space)
         try:
@@ -164,14 +179,14 @@ class SftpDestination:
         except asyncssh.PermissionDenied:
             pass
         where = f"{account.username}@{host_pattern(account.host, account.port)}"
-        if not self.allow_password_reset or space in self._reset_done:
+        if not self.allow_password_reset or space in run.reset_done:
             hint = (
-                "" if space in self._reset_done else
+                "" if space in run.reset_done else
                 "; set [sftp] allow_password_reset = true to let hubsync ask the platform for a new"
                 " one (it changes the password for every user of that account)"
             )
             raise AuthFailed(f"SFTP login as {where} was refused with the platform's current password{hint}")
-        self._reset_done.add(space)
+        run.reset_done.add(space)
         log.warning("SFTP login as %s refused; asking the platform for a new password", where)
         account = await self.api.reset_sftp_password(space)
         try:
@@ -196,6 +211,11 @@ class SftpDestination:
                     preferred_auth="password,keyboard-interactive",
                     encryption_algs=_CIPHERS,
                     config=None,
+                    login_timeout=self.connect_timeout,
+                    # A server that stops answering closes the connection within request_timeout,
+                    # so no SFTP operation waits for ever.
+                    keepalive_interval=max(1.0, self.request_timeout / 3),
+                    keepalive_count_max=3,
                 ),
                 self.connect_timeout,
             )
@@ -228,9 +248,15 @@ class SftpDestination:
             session.conn.close()
             await session.conn.wait_closed()
 
-    async def _call(self, space: Space, work: Callable[[asyncssh.SFTPClient], Awaitable[T]]) -> T:
+    async def _call(
+        self, space: Space, work: Callable[[asyncssh.SFTPClient], Awaitable[T]], run: _RunState, what: str
+    ) -> T:
+        """One leaf SFTP operation, paced: retried (on a new connection) while the failure is transient."""
+        return await self.pacer.call(lambda: self._call_once(space, work, run), what=f"sftp {what}")
+
+    async def _call_once(self, space: Space, work: Callable[[asyncssh.SFTPClient], Awaitable[T]], run: _RunState) -> T:
         """Run `work` on the space's SFTP client, translating asyncssh errors into ours."""
-        session = await self._session(space)
+        session = await self._session(space, run)
         try:
             return await work(session.sftp)
         except asyncssh.SFTPError as exc:
@@ -243,26 +269,26 @@ class SftpDestination:
 
     # -- sending -------------------------------------------------------------------------
     async def send(
-        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes
+        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes,
+        *, scope: RunScope | None = None,
     ) -> None:
-        progress = _Progress(on_bytes)
-        await self.pacer.call(lambda: self._send_once(local, digest, target, resume, progress), what=str(target))
+        """Write the part file (resuming at the recorded offset), verify it, rename it into place.
 
-    async def _send_once(
-        self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, progress: _Progress
-    ) -> None:
+        Each SFTP operation is a paced leaf call: a dropped connection is reopened and the
+        upload continues from the offset the journal holds (read again on every attempt).
+        """
+        run = self._run(scope)
+        progress = _Progress(on_bytes)
         space = _file_space(target)
         part = part_path(target, self.part_tag)
         if target.folder:
-            await self._call(space, lambda sftp: _makedirs(sftp, target.folder))
+            await self._call(space, lambda sftp: _makedirs(sftp, target.folder), run, f"mkdir {target.folder}")
         mine = SftpResume("sftp", space.value, part, digest.md5)
-        before = resume.load(SftpResume)
-        same = replace(before, offset=0) == mine
-        recorded = before.offset if same else 0
-        if not same:
+        if replace(resume.load(SftpResume), offset=0) != mine:
             await resume.save(mine)
 
         async def upload(sftp: asyncssh.SFTPClient) -> None:
+            recorded = resume.load(SftpResume).offset  # read again on every attempt
             fd = await asyncio.to_thread(os.open, local.path, os.O_RDONLY)
             try:
                 async with sftp.open(part, _WRITE, encoding=None) as remote:
@@ -293,7 +319,7 @@ class SftpDestination:
             await _rename(sftp, part, target.path)
             await resume.save(replace(mine, part=""))
 
-        await self._call(space, upload)
+        await self._call(space, upload, run, f"upload {target}")
 
     async def _resume_point(
         self, sftp: asyncssh.SFTPClient, remote: asyncssh.SFTPClientFile, part: str, fd: int, recorded: int, size: int
@@ -355,13 +381,14 @@ class SftpDestination:
             await resume.save(replace(mine, offset=acked))
 
     # -- confirming ----------------------------------------------------------------------
-    async def confirm(self, items: list[ConfirmItem]) -> list[Confirmation]:
+    async def confirm(self, items: list[ConfirmItem], *, scope: RunScope | None = None) -> list[Confirmation]:
         """Stat each target (a regular file of the expected size), then ask the platform for its md5."""
         limit = asyncio.Semaphore(self.confirm_concurrency)
+        run = self._run(scope)
 
         async def one(item: ConfirmItem) -> Confirmation:
             async with limit:
-                return await self._confirm_one(item)
+                return await self._confirm_one(item, run)
 
         results = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
         confirmations: list[Confirmation] = []
@@ -371,20 +398,20 @@ class SftpDestination:
             confirmations.append(result)
         return confirmations
 
-    async def _confirm_one(self, item: ConfirmItem) -> Confirmation:
+    async def _confirm_one(self, item: ConfirmItem, run: _RunState) -> Confirmation:
         target = item.target
         try:
-            attrs = await self._call(_file_space(target), lambda sftp: sftp.stat(target.path))
+            attrs = await self._call(_file_space(target), lambda sftp: sftp.stat(target.path), run, f"stat {target}")
         except Fatal as exc:
             return Confirmation(target, f"not found over SFTP after upload: {exc}")
         if attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
             return Confirmation(target, "is a folder on the server")
         if attrs.size != item.size:
             return Confirmation(target, f"holds {attrs.size} bytes over SFTP, expected {item.size}")
-        await self._check_md5(item)
+        await self._check_md5(item, run)
         return Confirmation(target, None)
 
-    async def _check_md5(self, item: ConfirmItem) -> None:
+    async def _check_md5(self, item: ConfirmItem, run: _RunState) -> None:
         """Ask checkFileExist whether the platform holds the file's content, where it tells.
 
         The answer concerns content (md5 and size), not a path: "held", with the size just seen
@@ -394,35 +421,34 @@ class SftpDestination:
         check standing rather than failing the file; after MD5_PROBES such answers and no
         "held", the platform evidently does not index SFTP uploads and the run stops asking.
         """
-        if not item.md5 or item.size == 0 or not self._md5_checks:
+        if not item.md5 or item.size == 0 or not run.md5_checks:
             return  # checkFileExist refuses fileSize 0 (protocol.md §6): an empty file's size says all
         target = item.target
         try:
             check = await self.api.check_file(_file_space(target), target.folder, target.name, item.md5, item.size)
         except (EndpointUnavailable, AuthFailed) as exc:
-            self._stop_md5_checks(f"checkFileExist is not available ({exc})")
+            _stop_md5_checks(run, f"checkFileExist is not available ({exc})")
             return
         except TransferError as exc:
             log.info("%s: md5 not checked (%s); its size is right", target, exc)
             return
         if check.held:
             self.md5_confirmed += 1
+            run.md5_confirmed += 1
             return
         self.md5_not_held += 1
-        if self.md5_confirmed == 0 and self.md5_not_held >= MD5_PROBES:
-            self._stop_md5_checks("the platform does not report files written over SFTP as held")
-
-    def _stop_md5_checks(self, why: str) -> None:
-        if self._md5_checks:
-            self._md5_checks = False
-            log.info("SFTP uploads are confirmed by size only for the rest of this run: %s", why)
+        run.md5_not_held += 1
+        if run.md5_confirmed == 0 and run.md5_not_held >= MD5_PROBES:
+            _stop_md5_checks(run, "the platform does not report files written over SFTP as held")
 
     # -- stale part files ----------------------------------------------------------------
     def _stale(self, attrs: asyncssh.SFTPAttrs) -> bool:
         """Whether a part file was last written more than stale_part_age ago."""
         return attrs.mtime is not None and self.clock() - attrs.mtime > self.stale_part_age
 
-    async def remove_stale_parts(self, journal: Journal, namespace: str = "") -> list[str]:
+    async def remove_stale_parts(
+        self, journal: Journal, namespace: str = "", *, scope: RunScope | None = None
+    ) -> list[str]:
         """Delete the part files this agent made that nobody wrote for stale_part_age.
 
         Only a part file named in a resume record of `journal` under `namespace` (the engine's
@@ -432,6 +458,7 @@ class SftpDestination:
         with the part still named). Returns "space:/path" of every part removed.
         """
         removed: list[str] = []
+        run = self._run(scope)
         for record in await journal.resume_parts(namespace, self.transport):
             recorded = SftpResume.from_blob(record.resume)
             part, space = recorded.part, recorded.space
@@ -449,7 +476,7 @@ class SftpDestination:
                 return "removed"
 
             try:
-                outcome = await self._call(Space(space), remove_if_stale)
+                outcome = await self._call(Space(space), remove_if_stale, run, f"remove {part}")
             except Fatal as exc:
                 log.warning("cannot remove stale part file %s:/%s: %s", space, part, exc)
                 continue
@@ -461,6 +488,12 @@ class SftpDestination:
                 log.info("removed stale part file %s:/%s", space, part)
                 removed.append(f"{space}:/{part}")
         return removed
+
+
+def _stop_md5_checks(run: _RunState, why: str) -> None:
+    if run.md5_checks:
+        run.md5_checks = False
+        log.info("SFTP uploads are confirmed by size only for the rest of this run: %s", why)
 
 
 class _Progress:
