@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench soak clean venv
+.PHONY: demo test lint bench soak clean venv install uninstall
 
 $(BIN)/python:
 	@$(PY) -m venv $(VENV)
@@ -17,6 +17,25 @@ $(STAMP): $(BIN)/python pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# `make install`: hubsync on the PATH as $(PREFIX)/bin/hubsync (default ~/.local/bin). With pipx
+# it is a pipx install; without, a private venv in $(PREFIX)/share/hubsync (what pipx does), so
+# it never touches the system's Python (Debian refuses `pip install --user` there).
+PREFIX ?= $(HOME)/.local
+install:
+	@if command -v pipx >/dev/null 2>&1 && [ -z "$(NO_PIPX)" ]; then \
+		pipx install --force . ; \
+	else \
+		$(PY) -m venv $(PREFIX)/share/hubsync/venv && \
+		$(PREFIX)/share/hubsync/venv/bin/python -m pip install -q --disable-pip-version-check . && \
+		mkdir -p $(PREFIX)/bin && \
+		ln -sf $(PREFIX)/share/hubsync/venv/bin/hubsync $(PREFIX)/bin/hubsync && \
+		echo "installed $(PREFIX)/bin/hubsync"; \
+	fi
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; *) echo "note: add $(PREFIX)/bin to your PATH";; esac
+
+uninstall:
+	rm -rf $(PREFIX)/share/hubsync/venv $(PREFIX)/bin/hubsync
 
 demo: $(STAMP)
 	@$(BIN)/hubsync demo

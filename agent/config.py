@@ -264,6 +264,13 @@ def _format_errors(exc: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
+def default_config_path(env: dict[str, str] | None = None) -> Path:
+    """$XDG_CONFIG_HOME/hubsync/config.toml (default ~/.config/hubsync/config.toml)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".config")
+    return Path(base) / "hubsync" / "config.toml"
+
+
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> tuple[Config, list[str]]:
     """Load the file (if any) and apply the environment; returns the config and warnings."""
     env = dict(os.environ if env is None else env)
@@ -271,6 +278,8 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     raw: dict[str, Any] = {}
     origin = "environment"
     chosen = path or env.get("HUBSYNC_CONFIG")
+    if not chosen and default_config_path(env).is_file():
+        chosen = default_config_path(env)
     if chosen:
         file = Path(chosen).expanduser()
         origin = str(file)

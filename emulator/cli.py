@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import shutil
 import signal
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from .app import start_server
 from .config import EmulatorConfig, EmulatorUser, default_users
+from .datahub_store import KINDS, DatahubStore, Kind, Owner
 from .faults import Faults
 
 
@@ -48,6 +50,31 @@ def _users(specs: list[tuple[str, str, int | None, int | None]]) -> list[Emulato
     return users
 
 
+#: What a fresh emulator holds, so that the README's datahub examples work against it as written.
+DEFAULT_ASSETS = ("dataset:cifar", "model:bert", "algo:resnet", "image:pytorch")
+
+
+def _asset(text: str) -> tuple[Kind, str, str]:
+    """KIND:NAME[@VERSION] (VERSION default v1)."""
+    kind, sep, rest = text.partition(":")
+    name, _, version = rest.partition("@")
+    if not sep or kind not in KINDS or not name:
+        raise argparse.ArgumentTypeError(f"expected KIND:NAME[@VERSION] with KIND one of {', '.join(KINDS)}, got {text!r}")
+    return kind, name, version or "v1"  # type: ignore[return-value]
+
+
+def seed_assets(root: Path, owner: EmulatorUser, specs: list[tuple[Kind, str, str]]) -> list[str]:
+    """Create the assets that do not exist yet (a kept --root keeps its own); returns their remotes."""
+    store = DatahubStore(root)
+    made = []
+    for kind, name, version in specs:
+        if not any(a.name == name for a in store.assets(kind)):
+            store.create_asset(kind, name, Owner(owner.username, owner.user_id, owner.tenant_id),
+                               version_names=(version,))
+        made.append(f"{kind}:{name}@{version}")
+    return made
+
+
 def _rate(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
@@ -70,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME:PASSWORD[:USERID[:TENANTID]]",
         help="repeatable; replaces the default users alice and bob",
     )
+    p.add_argument("--asset", type=_asset, action="append", metavar="KIND:NAME[@VERSION]",
+                   help="repeatable; a datahub asset the first user owns, with one empty version (default v1);"
+                        f" replaces the defaults {', '.join(DEFAULT_ASSETS)}")
+    p.add_argument("--no-assets", action="store_true", help="start with an empty datahub")
     p.add_argument("--token-lifetime", type=float, default=3600.0, metavar="SECONDS")
     p.add_argument("--log", type=Path, help="request log (default: ROOT/requests.jsonl)")
     faults = p.add_argument_group("faults")
@@ -121,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"hubsync emulator: {e}", file=sys.stderr)
         return 2
+    specs = [] if args.no_assets else args.asset or [_asset(a) for a in DEFAULT_ASSETS]
+    assets = seed_assets(root, config.users[0], specs)
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, assets))
     except OSError as e:
         print(f"hubsync emulator: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
@@ -132,7 +165,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _serve(config: EmulatorConfig) -> None:
+def login_lines(config: EmulatorConfig, url: str, assets: list[str]) -> list[str]:
+    """What a user needs to point hubsync at this emulator: it holds no real secret."""
+    user = config.users[0]
+    lines = [f"login: user {user.username}, password {user.password}, key {config.password_key}, url {url}",
+             "  export HUBSYNC_URL=" + url, f"  export HUBSYNC_USERNAME={user.username}",
+             f"  export HUBSYNC_PASSWORD={shlex.quote(user.password)}", f"  export HUBSYNC_PASSWORD_KEY={config.password_key}"]
+    lines += [f"other user: {u.username}, password {u.password}" for u in config.users[1:]]
+    if assets:
+        lines.append("datahub: " + ", ".join(assets))
+    return lines
+
+
+async def _serve(config: EmulatorConfig, assets: list[str]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -147,6 +192,7 @@ async def _serve(config: EmulatorConfig) -> None:
         print(f"hubsync emulator listening on http://{config.host}:{port} root={config.root}", flush=True)
         if sftp is not None:
             print(f"hubsync emulator sftp on {config.host}:{config.sftp_port}", flush=True)
+        print("\n".join(login_lines(config, f"http://{config.host}:{port}", assets)), flush=True)
         await stop.wait()
     finally:
         await runner.cleanup()

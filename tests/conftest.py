@@ -52,6 +52,7 @@ def user_env(emu: EmulatorThread, tmp_path: Path) -> dict[str, str]:
         HUBSYNC_PASSWORD=ALICE[1],
         HUBSYNC_PASSWORD_KEY=KEY,
         HUBSYNC_STATE_DIR=str(tmp_path / "state"),
+        XDG_CONFIG_HOME=str(tmp_path / "xdg-config"),  # never the machine's ~/.config/hubsync
         PYTHONPATH=str(REPO),
     )
     return env
