@@ -11,68 +11,144 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+from pydantic import ValidationError
+
 from transfer.errors import AuthFailed, ConfigError, JournalError, JournalUnusable, TransferError
 
-from . import commands
-from .config import Config, load_config, parse_size
+from . import __version__, commands
+from .config import Config, load_config, validation_errors
 from .targets import explain
 
 log = logging.getLogger("hubsync")
 
 
+REMOTES = """remotes:
+  private:/path/dir               the user's private file space
+  public:/path/dir                the tenant's public file space
+  KIND:ASSET@VERSION[:/path]      a datahub asset version (KIND: dataset, model, algo, image;
+                                  ASSET and VERSION by name or 32-hex id; path inside the version)"""
+
+EXAMPLES = {
+    "top": """examples:
+  hubsync login
+  hubsync sync ./data private:/datasets/cifar
+  hubsync --json status""",
+    "login": """examples:
+  hubsync login
+  HUBSYNC_CONFIG=/etc/hubsync.toml hubsync login
+  hubsync --json login""",
+    "sync": """examples:
+  hubsync sync ./cifar private:/datasets/cifar --exclude '*.tmp'
+  hubsync sync ./shared public:/team --delete --dry-run
+  hubsync sync ./cifar dataset:cifar@v2 --create-version v2 --bwlimit 20MiB/s""",
+    "daemon": """examples:
+  hubsync daemon                                 # the [[watch]] jobs of ~/.config/hubsync/config.toml
+  hubsync --config /etc/hubsync/config.toml daemon
+  systemctl --user start hubsync                 # see systemd/README.md""",
+    "status": """examples:
+  hubsync status
+  hubsync --json status
+  HUBSYNC_STATE_DIR=/var/lib/hubsync hubsync status""",
+    "ls": """examples:
+  hubsync ls private:/datasets
+  hubsync ls dataset:cifar@v1:/train
+  hubsync --json ls public:/""",
+    "emulator": """examples:
+  hubsync emulator
+  hubsync emulator --port 8700 --root /tmp/platform --sftp-port 2222""",
+    "demo": """examples:
+  hubsync demo
+  make demo""",
+}
+
+
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     default = None if top else argparse.SUPPRESS
-    parser.add_argument("--config", default=default, help="config file (default: $HUBSYNC_CONFIG)")
+    parser.add_argument("--config", default=default, metavar="FILE",
+                        help="config file (default: $HUBSYNC_CONFIG, else ~/.config/hubsync/config.toml if it exists)")
     parser.add_argument("--json", action="store_true", default=False if top else argparse.SUPPRESS,
-                        help="print JSON lines instead of text")
-    parser.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS)
-    parser.add_argument("-q", "--quiet", action="store_true", default=False if top else argparse.SUPPRESS)
+                        help="print JSON lines (events, then one summary object) instead of text")
+    parser.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS,
+                        help="-v: each file sent or skipped, every retry and fallback; -vv: debug lines too")
+    parser.add_argument("-q", "--quiet", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="print only failures and the summary")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hubsync", description="Sync folders into the compute platform.")
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="hubsync", description="Sync folders into the compute platform.",
+                                     epilog=REMOTES + "\n\n" + EXAMPLES["top"], formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"hubsync {__version__}",
+                        help="print the version and exit")
     _common(parser, top=True)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                help="one of these; hubsync COMMAND --help shows its options")
     sub.required = True
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    def add(name: str, help_text: str, *, remotes: bool = False) -> argparse.ArgumentParser:
+        epilog = (REMOTES + "\n\n" if remotes else "") + EXAMPLES.get(name, "")
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog or None,
+                           formatter_class=formatter)
         _common(p, top=False)
         return p
 
     add("login", "log in, print user, userId and token expiry")
-    p = add("sync", "make REMOTE hold every file under SRC")
-    p.add_argument("source", metavar="SRC")
-    p.add_argument("remote", metavar="REMOTE")
+    p = add("sync", "make REMOTE hold every file under SRC", remotes=True)
+    p.add_argument("source", metavar="SRC", help="a local folder (or one file) to send")
+    p.add_argument("remote", metavar="REMOTE", help="where it goes: private:/dir, public:/dir or KIND:ASSET@VERSION[:/path]")
     p.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
     p.add_argument("--delete", action="store_true", help="also delete remote files that SRC no longer has")
-    p.add_argument("--transfers", type=int, metavar="N", help="files in flight (default 4)")
-    p.add_argument("--chunk-size", metavar="SIZE", help="e.g. 8MiB (default 8MiB)")
-    p.add_argument("--transport", choices=["auto", "http", "sftp"])
-    p.add_argument("--via", choices=["staged", "direct"], help="datahub only (default: [datahub] via, staged)")
-    p.add_argument("--create-version", metavar="NAME")
-    p.add_argument("--parent", metavar="VER")
+    p.add_argument("--transfers", metavar="N", help="files in flight, 1 to 256 (default 4)")
+    p.add_argument("--chunk-size", metavar="SIZE", help="64KiB to 1GiB, e.g. 8MiB (default 8MiB)")
+    p.add_argument("--bwlimit", metavar="RATE",
+                   help="e.g. 20MiB/s; 0 = unlimited (overrides [transfer] bandwidth_limit)")
+    p.add_argument("--transport", choices=["auto", "http", "sftp"],
+                   help="auto = chunk protocol, SFTP when it is unavailable (default auto)")
+    p.add_argument("--via", choices=["staged", "direct"],
+                   help="datahub only: stage in private storage + importFiles, or datahub chunk upload"
+                        " (default: [datahub] via, staged)")
+    p.add_argument("--create-version", metavar="NAME",
+                   help="datahub only: create the remote's VERSION if missing (from --parent, default the latest)")
+    p.add_argument("--parent", metavar="VER", help="datahub only: the version --create-version starts from")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="repeatable, .gitignore-style")
     p.add_argument("--follow-symlinks", action="store_true",
                    help="follow symbolic links that lead outside SRC (default: skip them, with a note)")
+    p.add_argument("--stats", type=_positive_seconds, default=30.0, metavar="SECONDS",
+                   help="when output is not a terminal: a progress line every SECONDS (default 30)")
     add("daemon", "run every [[watch]] job of the config until SIGTERM")
-    add("status", "what the journal holds: jobs, files, errors")
-    p = add("ls", "list a remote folder")
-    p.add_argument("remote", metavar="REMOTE")
-    p = add("emulator", "run the stand-in platform on loopback")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    add("status", "what the journal holds: per remote the last run and files done/failed, errors")
+    p = add("ls", "list a remote folder", remotes=True)
+    p.add_argument("remote", metavar="REMOTE", help="private:/dir, public:/dir or KIND:ASSET@VERSION[:/path]")
+    p = add("emulator", "run the stand-in platform on loopback (hubsync emulator --help: its options)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="the emulator's options")
     add("demo", "the self-contained demonstration")
     return parser
 
 
+#: The sync options that set a configuration key, and that key (its rules apply to the option).
+_FLAG_KEYS = {"transfers": "transfers", "chunk_size": "chunk_size", "bwlimit": "bandwidth_limit"}
+
+
 def _apply_flags(config: Config, args: argparse.Namespace) -> None:
-    try:
-        if getattr(args, "transfers", None) is not None:
-            config.transfer.transfers = args.transfers
-        if getattr(args, "chunk_size", None):
-            config.transfer.chunk_size = parse_size(args.chunk_size)
-    except ValueError as exc:
-        raise ConfigError(f"invalid option: {exc}") from exc
+    for attr, key in _FLAG_KEYS.items():
+        value = getattr(args, attr, None)
+        if value is None or value == "":
+            continue
+        try:
+            setattr(config.transfer, key, value)
+        except ValidationError as exc:
+            flag = "--" + attr.replace("_", "-")
+            raise ConfigError(f"{flag} {value}: {'; '.join(reason for _, _, reason in validation_errors(exc))}") from exc
 
 
 def _run(coro: Coroutine[Any, Any, int]) -> int:

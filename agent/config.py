@@ -107,7 +107,10 @@ class TransferConfig(_Section):
             return 0
         if isinstance(v, str):
             v = re.sub(r"/s$", "", v.strip())
-        return parse_size(v)
+        try:
+            return parse_size(v)
+        except ValueError:
+            raise ValueError(f"not a rate (use e.g. 20MiB/s, 512KiB/s; 0 = unlimited): {v!r}") from None
 
 
 class SftpConfig(_Section):
@@ -249,18 +252,38 @@ def _shown_value(loc: tuple[Any, ...], value: Any, error_type: str) -> str:
     return repr(value)
 
 
-def _format_errors(exc: ValidationError, origin: str) -> str:
-    lines = [f"invalid configuration ({origin}):"]
+def _reason(err: Any) -> str:
+    """A pydantic error as a rule a person reads (never the errors.pydantic.dev link)."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    rules = {"extra_forbidden": "unknown key", "missing": "required key is missing",
+             "greater_than_equal": f"must be at least {ctx.get('ge')}", "less_than_equal": f"must be at most {ctx.get('le')}",
+             "greater_than": f"must be more than {ctx.get('gt')}", "less_than": f"must be less than {ctx.get('lt')}",
+             "literal_error": f"must be one of {ctx.get('expected')}", "int_parsing": "must be a whole number",
+             "int_type": "must be a whole number", "bool_parsing": "must be true or false",
+             "bool_type": "must be true or false", "float_parsing": "must be a number", "string_type": "must be a string",
+             "list_type": "must be a list", "model_type": "must be a table", "dict_type": "must be a table"}
+    return rules.get(kind) or str(err["msg"]).removeprefix("Value error, ")
+
+
+def validation_errors(exc: ValidationError) -> list[tuple[str, str | None, str]]:
+    """Each error of `exc` as (key path, the value shown or None, the rule); secrets are hidden."""
+    found = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
-        shown = _shown_value(tuple(err["loc"]), err.get("input"), err["type"])
-        reason = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            reason = "unknown key"
-        value = err.get("input")
-        if shown == "<hidden>" and isinstance(value, str) and value:
-            reason = reason.replace(value, "<hidden>")  # a validator's message may quote the value
-        lines.append(f"  {key} = {shown}: {reason}")
+        if err["type"] == "missing":
+            shown = None  # the input is the whole enclosing table: not worth showing
+        elif any(s in key for s in ("password", "token")):
+            shown = "<hidden>"
+        else:
+            shown = repr(err.get("input"))
+        found.append((key, shown, _reason(err)))
+    return found
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for key, shown, reason in validation_errors(exc):
+        lines.append(f"  {key}: {reason}" if shown is None else f"  {key} = {shown}: {reason}")
     return "\n".join(lines)
 
 

@@ -84,9 +84,14 @@ def _rate(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The emulator's command line."""
-    p = argparse.ArgumentParser(prog="hubsync emulator", description="Serve the stand-in compute platform.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8700, help="0 picks a free port")
+    p = argparse.ArgumentParser(
+        prog="hubsync emulator", description="Serve the stand-in compute platform on loopback until Ctrl-C or SIGTERM.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="it prints its login (user, password, key, URL) at start.\n\nexamples:\n"
+               "  hubsync emulator\n  hubsync emulator --port 8700 --root /tmp/platform --sftp-port 2222\n"
+               "  hubsync emulator --asset dataset:mnist@v1 --latency 0.2   # slow: see the progress")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8700, help="HTTP port (default 8700; 0 picks a free port)")
     p.add_argument("--root", type=Path, help="data directory (default: a temp dir, removed on exit)")
     p.add_argument("--sftp-port", type=int, help="serve SFTP on this port (0 picks a free one); queryUserInfo reports it")
     p.add_argument("--password-key", default="0123456789abcdef", help="the login AES key (16/24/32 bytes)")
@@ -101,22 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repeatable; a datahub asset the first user owns, with one empty version (default v1);"
                         f" replaces the defaults {', '.join(DEFAULT_ASSETS)}")
     p.add_argument("--no-assets", action="store_true", help="start with an empty datahub")
-    p.add_argument("--token-lifetime", type=float, default=3600.0, metavar="SECONDS")
+    p.add_argument("--token-lifetime", type=float, default=3600.0, metavar="SECONDS", help="login tokens expire after this (default 3600)")
     p.add_argument("--log", type=Path, help="request log (default: ROOT/requests.jsonl)")
     faults = p.add_argument_group("faults")
-    faults.add_argument("--chunk-error-rate", type=_rate, default=0.0)
-    faults.add_argument("--reset-rate", type=_rate, default=0.0)
-    faults.add_argument("--latency", type=float, default=0.0, metavar="SECONDS")
-    faults.add_argument("--busy-rate", type=_rate, default=0.0)
-    faults.add_argument("--retry-after", type=int, default=1, metavar="SECONDS")
-    faults.add_argument("--chunk-api-off", action="store_true")
+    faults.add_argument("--chunk-error-rate", type=_rate, default=0.0, help="share of chunk uploads answered HTTP 500 (0-1)")
+    faults.add_argument("--reset-rate", type=_rate, default=0.0, help="share of chunk uploads whose connection is reset (0-1)")
+    faults.add_argument("--latency", type=float, default=0.0, metavar="SECONDS", help="delay added to every request")
+    faults.add_argument("--busy-rate", type=_rate, default=0.0, help="share of requests answered 503 + Retry-After (0-1)")
+    faults.add_argument("--retry-after", type=int, default=1, metavar="SECONDS", help="the Retry-After of those 503s (default 1)")
+    faults.add_argument("--chunk-api-off", action="store_true", help="the chunk endpoints answer 404 (clients fall back to SFTP)")
     faults.add_argument("--lenient-paths", action="store_true",
                         help="take \\ literally and resolve .. inside the space, as a lax platform would")
-    faults.add_argument("--seed", type=int)
+    faults.add_argument("--seed", type=int, help="random seed of the faults (repeatable runs)")
     datahub = p.add_argument_group("datahub pace")
-    datahub.add_argument("--datahub-create-delay", type=float, default=0.3, metavar="SECONDS")
-    datahub.add_argument("--datahub-import-delay", type=float, default=0.2, metavar="SECONDS")
-    datahub.add_argument("--datahub-assemble-delay", type=float, default=0.1, metavar="SECONDS")
+    datahub.add_argument("--datahub-create-delay", type=float, default=0.3, metavar="SECONDS", help="time a new version takes to be created")
+    datahub.add_argument("--datahub-import-delay", type=float, default=0.2, metavar="SECONDS", help="time importFiles takes to copy")
+    datahub.add_argument("--datahub-assemble-delay", type=float, default=0.1, metavar="SECONDS", help="time a direct upload takes to assemble")
     return p
 
 
