@@ -267,16 +267,18 @@ def _reason(err: Any) -> str:
 
 def validation_errors(exc: ValidationError) -> list[tuple[str, str | None, str]]:
     """Each error of `exc` as (key path, the value shown or None, the rule); secrets are hidden."""
-    found = []
+    found: list[tuple[str, str | None, str]] = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
+        reason = _reason(err)
         if err["type"] == "missing":
-            shown = None  # the input is the whole enclosing table: not worth showing
-        elif any(s in key for s in ("password", "token")):
-            shown = "<hidden>"
-        else:
-            shown = repr(err.get("input"))
-        found.append((key, shown, _reason(err)))
+            found.append((key, None, reason))  # the input is the whole enclosing table: not worth showing
+            continue
+        shown = _shown_value(tuple(err["loc"]), err.get("input"), err["type"])
+        value = err.get("input")
+        if shown == "<hidden>" and isinstance(value, str) and value:
+            reason = reason.replace(value, "<hidden>")  # a validator's message may quote the value
+        found.append((key, shown, reason))
     return found
 
 
@@ -289,7 +291,7 @@ def _format_errors(exc: ValidationError, origin: str) -> str:
 
 def default_config_path(env: dict[str, str] | None = None) -> Path:
     """$XDG_CONFIG_HOME/hubsync/config.toml (default ~/.config/hubsync/config.toml)."""
-    env = os.environ if env is None else env
+    env = dict(os.environ) if env is None else env
     base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".config")
     return Path(base) / "hubsync" / "config.toml"
 

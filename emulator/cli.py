@@ -60,7 +60,7 @@ def _asset(text: str) -> tuple[Kind, str, str]:
     name, _, version = rest.partition("@")
     if not sep or kind not in KINDS or not name:
         raise argparse.ArgumentTypeError(f"expected KIND:NAME[@VERSION] with KIND one of {', '.join(KINDS)}, got {text!r}")
-    return kind, name, version or "v1"  # type: ignore[return-value]
+    return kind, name, version or "v1"
 
 
 def seed_assets(root: Path, owner: EmulatorUser, specs: list[tuple[Kind, str, str]]) -> list[str]:
