@@ -307,3 +307,22 @@ def test_two_syncs_on_a_fresh_state_dir_both_work(emu: EmulatorThread, tmp_path:
         assert proc.returncode == 0 and "Traceback" not in err, err
     for name in ("a", "b"):
         assert tree_md5s(emu.private_path(name)) == tree_md5s(tmp_path / name)
+
+
+def test_the_daemon_refuses_to_start_on_a_journal_from_a_newer_hubsync(emu: EmulatorThread, tmp_path: Path) -> None:
+    import json
+
+    from .daemon_support import daemon_config
+
+    state = tmp_path / "state"
+    state.mkdir()
+    newer = len(MIGRATIONS) + 1
+    with contextlib.closing(sqlite3.connect(journal_of(state))) as conn:
+        conn.execute(f"PRAGMA user_version={newer}")
+    (tmp_path / "src").mkdir()
+    cfg = tmp_path / "daemon.toml"
+    cfg.write_text(daemon_config(state, [{"source": str(tmp_path / "src"), "remote": "private:/d"}]))
+    result = run_cli(["--config", str(cfg), "daemon"], user_env(emu, tmp_path), timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]  # JSON lines only, no traceback
+    assert any(f"journal schema {newer} is newer than this hubsync" in e.get("message", "") for e in lines), lines

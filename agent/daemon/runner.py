@@ -19,7 +19,7 @@ from typing import Any
 
 from transfer.bandwidth import TokenBucket
 from transfer.engine import SendItem
-from transfer.errors import AuthFailed, ConfigError, Retryable, TransferError
+from transfer.errors import AuthFailed, ConfigError, JournalError, JournalUnusable, Retryable, TransferError
 
 from ..config import Config, load_config
 from ..service import Services
@@ -452,8 +452,8 @@ def main(config: Config, config_path: str | None, verbose: int = 0, *, hard_exit
     loop = asyncio.new_event_loop()
     try:
         code = loop.run_until_complete(Daemon(config, config_path).run())
-    except (ConfigError, TransferError) as exc:  # the log stays JSON lines, also for the last one
-        code = 2 if isinstance(exc, ConfigError) else 3 if isinstance(exc, AuthFailed) else 1
+    except (ConfigError, TransferError, JournalError) as exc:  # the log stays JSON lines, also for the last one
+        code = (2 if isinstance(exc, ConfigError | JournalUnusable) else 3 if isinstance(exc, AuthFailed) else 1)
         log_event(logging.ERROR, "refused", f"hubsync: {exc}", exit=code)
     finally:
         leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
