@@ -326,3 +326,31 @@ def test_the_daemon_refuses_to_start_on_a_journal_from_a_newer_hubsync(emu: Emul
     assert result.returncode == 2, result.stderr
     lines = [json.loads(line) for line in result.stderr.splitlines()]  # JSON lines only, no traceback
     assert any(f"journal schema {newer} is newer than this hubsync" in e.get("message", "") for e in lines), lines
+
+
+def test_a_corrupt_journal_moves_aside_with_its_wal_and_shm(tmp_path: Path, caplog) -> None:
+    """A run killed mid-write leaves -wal and -shm beside the journal: they go with it, under its new name."""
+
+    async def open_and_close(path: Path) -> None:
+        journal = await Journal(path).open()
+        await journal.close()
+
+    path = tmp_path / "journal.sqlite3"
+    asyncio.run(open_and_close(path))
+    crashed = sqlite3.connect(path, isolation_level=None)  # holds the WAL open, as a killed process leaves it
+    try:
+        crashed.execute("PRAGMA wal_autocheckpoint=0")
+        crashed.execute("INSERT INTO digests VALUES('/x',1,1,1,1,'f','m')")
+        assert os.path.exists(f"{path}-wal") and os.path.exists(f"{path}-shm")
+        path.write_bytes(os.urandom(path.stat().st_size))
+        with caplog.at_level("WARNING", logger="hubsync.journal"):
+            asyncio.run(open_and_close(path))
+    finally:
+        crashed.close()
+    aside = JournalView(path).corrupt_copies()
+    assert len(aside) == 1
+    assert os.path.exists(f"{aside[0]}-wal") and os.path.exists(f"{aside[0]}-shm")
+    assert [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()][0].endswith("started a new one")
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert conn.execute("SELECT count(*) FROM digests").fetchone()[0] == 0
