@@ -6,10 +6,10 @@ import asyncio
 
 
 class FakeClock:
-    """`now()` is fake seconds; `sleep(s)` advances them by `s` and only yields to the loop.
+    """`now()` is fake seconds; `sleep(s)` moves them on to its wake-up time and only yields.
 
-    Concurrent sleepers each advance it (fake time runs ahead of what a real run would take,
-    never behind), so a wait with a deadline always ends.
+    A sleep wakes at (its start + s): sleepers that start together move the clock to the
+    latest of their wake-ups, not the sum. Time never goes back, so every deadline ends.
     """
 
     def __init__(self, start: float = 1000.0) -> None:
@@ -23,8 +23,9 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         seconds = max(0.0, seconds)
         self.sleeps.append(seconds)
-        self._now += seconds
+        wake = self._now + seconds
         await asyncio.sleep(0)
+        self._now = max(self._now, wake)
 
     @property
     def elapsed(self) -> float:

@@ -114,6 +114,10 @@ def classify_failure(
     """
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         reason = getattr(exc.certificate_error, "verify_message", "") or str(exc.certificate_error)
+        if "mismatch" in reason:
+            return Fatal(f"the TLS certificate of {url} is for another host ({reason.rstrip('.')}); use the name it"
+                         " was issued for in [platform] url (a CA of your own goes in [platform] ca_bundle)",
+                         endpoint=endpoint)
         return Fatal(f"the TLS certificate of {url} is not trusted ({reason}); if your platform's certificate is"
                      " signed by your own CA, set [platform] ca_bundle to that CA's PEM file", endpoint=endpoint)
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
