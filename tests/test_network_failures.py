@@ -198,3 +198,23 @@ def test_a_bad_ca_bundle_is_a_configuration_error_naming_key_and_file(tmp_path: 
     line = _one_clear_line(stderr)
     assert code == 2
     assert "platform.ca_bundle" in line and str(bundle) in line, line
+
+
+async def test_a_refused_sftp_connection_is_retried_only_for_connect_timeout(tmp_path: Path, closed_port: int) -> None:
+    from transfer.api import PlatformClient
+    from transfer.destinations.sftp import SftpDestination
+    from transfer.errors import GaveUp, Retryable
+    from transfer.models import SftpAccount
+    from transfer.pacer import Pacer
+
+    from .clocks import FakeClock
+
+    clock = FakeClock()
+    pacer = Pacer(give_up_after=300, clock=clock)
+    async with PlatformClient("http://127.0.0.1:9", token="t", pacer=pacer) as api:
+        dest = SftpDestination(api, pin_file=tmp_path / "known_hosts", connect_timeout=4, pacer=pacer)
+        account = SftpAccount(username="u", password="p", host="127.0.0.1", port=closed_port)
+        with pytest.raises(GaveUp, match="connection refused") as caught:
+            await pacer.call(lambda: dest._open(account))
+    assert isinstance(caught.value.last, Retryable) and caught.value.last.patience == 4
+    assert clock.elapsed <= 4  # not the whole give_up_after

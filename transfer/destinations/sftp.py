@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -226,8 +227,17 @@ class SftpDestination:
             if check.offered is not None:
                 raise self.host_keys.refusal(check) from exc
             raise Fatal(f"SFTP host {host_pattern(account.host, account.port)}: {exc.reason}") from exc
+        except socket.gaierror as exc:  # a name that does not resolve will not resolve on retry
+            raise Fatal(f"cannot resolve SFTP host {account.host}: {exc.strerror or exc}") from exc
         except (TimeoutError, asyncssh.Error, OSError) as exc:
-            raise Retryable(f"cannot connect to SFTP {host_pattern(account.host, account.port)}: {_reason(exc)}") from exc
+            where = host_pattern(account.host, account.port)
+            if isinstance(exc, ConnectionRefusedError):
+                raise Retryable(f"cannot connect to SFTP {where}: connection refused",
+                                patience=self.connect_timeout) from exc
+            if isinstance(exc, TimeoutError):
+                raise Retryable(f"cannot connect to SFTP {where}: no connection within {self.connect_timeout:g}s"
+                                " ([transfer] connect_timeout)") from exc
+            raise Retryable(f"cannot connect to SFTP {where}: {_reason(exc)}") from exc
         await asyncio.to_thread(self.host_keys.pin, check)
         try:
             sftp = await conn.start_sftp_client()
