@@ -205,7 +205,7 @@ def _main(argv: list[str] | None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    out = commands.Output(args.json, args.quiet)
+    out = commands.Output(args.json, args.quiet, args.verbose)
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -231,20 +231,15 @@ def _main(argv: list[str] | None) -> int:
 
             return daemon_main(config, args.config, args.verbose, warnings=warnings)
     except ConfigError as exc:
-        out.warn(f"hubsync: {explain(exc)}")
-        return commands.EXIT_USAGE
+        return out.error(f"hubsync: {explain(exc)}", commands.EXIT_USAGE)
     except AuthFailed as exc:
-        out.warn(f"hubsync: authentication failed: {exc}")
-        return commands.EXIT_AUTH
+        return out.error(f"hubsync: authentication failed: {exc}", commands.EXIT_AUTH)
     except JournalUnusable as exc:  # a read-only state dir, a journal of a newer hubsync
-        out.warn(f"hubsync: {exc}")
-        return commands.EXIT_USAGE
+        return out.error(f"hubsync: {exc}", commands.EXIT_USAGE)
     except JournalError as exc:  # the state dir failed under the run (a full disk): nothing was half-written
-        out.warn(f"hubsync: {exc}")
-        return commands.EXIT_FAILED
+        return out.error(f"hubsync: {exc}", commands.EXIT_FAILED)
     except TransferError as exc:
-        out.warn(f"hubsync: {explain(exc)}")
-        return commands.EXIT_FAILED
+        return out.error(f"hubsync: {explain(exc)}", commands.EXIT_FAILED)
     except KeyboardInterrupt:
         return commands.EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -252,9 +247,8 @@ def _main(argv: list[str] | None) -> int:
     # The last resort: a bug shows one line, not a traceback (-vv logs the traceback).
     except Exception as exc:  # noqa: BLE001 - nothing else is left to handle it, and it must not crash visibly
         log.debug("internal error", exc_info=True)
-        out.warn(f"hubsync: internal error (a bug, please report it; -vv shows the traceback):"
-                 f" {type(exc).__name__}: {exc}")
-        return commands.EXIT_FAILED
+        return out.error(f"hubsync: internal error (a bug, please report it; -vv shows the traceback):"
+                         f" {type(exc).__name__}: {exc}", commands.EXIT_FAILED)
     parser.error(f"unknown command {args.command}")
     return commands.EXIT_USAGE
 

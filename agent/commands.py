@@ -18,7 +18,7 @@ from transfer.remotepath import display
 
 from .config import Config
 from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
-from .render import JsonLines, PlainLines, RichProgress
+from .render import JsonLines, PlainLines, RichProgress, human_size
 from .scanner import Excludes, ScanResult, scan
 from .service import Services, journal_path, part_tag
 from .targets import Target, finish, resolve, summary_fields
@@ -29,10 +29,19 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1,
 class Output:
     """Where a command writes: JSON lines, or text for people."""
 
-    def __init__(self, json_mode: bool, quiet: bool = False) -> None:
+    def __init__(self, json_mode: bool, quiet: bool = False, verbose: int = 0) -> None:
         self.json = json_mode
         self.quiet = quiet
+        self.verbose = verbose
         self.jsonl = JsonLines()
+
+    def error(self, text: str, code: int) -> int:
+        """A command's end in failure: one line on stderr, or with --json an error event; returns the exit code."""
+        if self.json:
+            self.jsonl.print({"event": "error", "message": text.removeprefix("hubsync: "), "exit": code})
+        else:
+            self.warn(text)
+        return code
 
     def result(self, obj: dict[str, Any], text: str) -> None:
         if self.json:
@@ -146,16 +155,23 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
         if args.dry_run:
             return await _dry_run(services, engine, items, refused, target, excludes, scanned, args, out)
         rich = RichProgress() if (not out.json and not out.quiet and sys.stderr.isatty()) else None
-        if rich is not None:
-            sinks.append(rich)
-        elif not out.json:
-            sinks.append(PlainLines(quiet=out.quiet))
+        plain = PlainLines(quiet=out.quiet, verbose=out.verbose) if rich is None and not out.json else None
+        sinks += [s for s in (rich, plain) if s is not None]
+        for tally in [s.tally for s in (rich, plain) if s is not None]:
+            tally.files_total += len(scanned.problems)  # named above as FAILED
+            tally.errors += len(scanned.problems)
         engine.progress = FanoutSink(*sinks)
-        if rich is not None:
-            with rich:
+        # Not a terminal (a log, journalctl, CI): a stats line every --stats seconds, as rclone does.
+        ticker = asyncio.ensure_future(_tick(services, plain, getattr(args, "stats", 30.0))) if plain else None
+        try:
+            if rich is not None:
+                with rich:
+                    summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused)
+            else:
                 summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused)
-        else:
-            summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
         if args.delete:
             await _delete_extra(services, target, excludes, scanned, engine.progress, summary)
         await finish(services, target, via)
@@ -163,6 +179,7 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
     finally:
         await services.close()
     for rel, problem in scanned.problems:
+        summary.files_total += 1  # a file the walk could not take is one of the source's files all the same
         summary.files_failed += 1
         summary.failures.append((rel, problem))
     _print_summary(out, summary, target)
@@ -255,16 +272,22 @@ def _print_summary(out: Output, summary: RunSummary, target: Target) -> None:
     d = summary.as_dict()
     d["event"] = "summary"
     d.update(summary_fields(target))
-    rate = summary.bytes_sent / summary.seconds / (1 << 20) if summary.seconds else 0.0
+    rate = summary.bytes_sent / summary.seconds if summary.seconds else 0.0
+    # Each failure was named once, in its FAILED line as it happened: the summary only counts them.
     text = (
         f"{summary.files_sent} sent, {summary.files_skipped} unchanged, {summary.files_failed} failed"
-        f" of {summary.files_total} files; {summary.bytes_sent} of {summary.bytes_total} bytes sent"
-        f" in {summary.seconds:.1f}s ({rate:.1f} MiB/s)"
+        f" of {summary.files_total} files; {human_size(summary.bytes_sent)} of {human_size(summary.bytes_total)}"
+        f" sent in {summary.seconds:.1f}s ({human_size(rate)}/s)"
         + (f" via {', '.join(sorted(summary.transports))}" if summary.transports else "")
     )
-    if summary.failures and not out.json:
-        text += "\nfailed:\n" + "\n".join(f"  {p}: {e}" for p, e in summary.failures)
     out.result(d, text)
+
+
+async def _tick(services: Services, plain: PlainLines, every: float) -> None:
+    clock = services.api.pacer.clock
+    while True:
+        await clock.sleep(every)
+        plain.stats()
 
 
 # -- status --------------------------------------------------------------------------------

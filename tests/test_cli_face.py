@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -115,3 +116,84 @@ def test_bwlimit_overrides_the_config_and_paces_the_run(emu, tmp_path: Path) -> 
     result = run_cli(["-q", "sync", str(src), "private:/bw", "--bwlimit", "400KiB/s", "--chunk-size", "64KiB"], env)
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started > 1.0  # 1.2 MB at 400 KiB/s (a 400 KiB burst): about 2 s; unlimited, a fraction
+
+
+# -- what a run prints ------------------------------------------------------------------------
+def test_a_failed_file_is_reported_once_and_counted_once(emu, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "good.txt").write_text("fine")
+    (src / "bad\\name.txt").write_text("refused: a backslash")
+    os.mkfifo(src / "pipe")
+    result = run_cli(["sync", str(src), "private:/once"], user_env(emu, tmp_path))
+    assert result.returncode == 1
+    everything = result.stdout + result.stderr
+    assert everything.count("bad\\name.txt") == 1 and everything.count("FAILED  pipe:") == 1, everything
+    assert "WARNING" not in everything
+    assert "1 sent, 0 unchanged, 2 failed of 3 files" in result.stdout
+    assert "MB/s" not in everything and re.search(r"\(\d+(\.\d)? (B|KiB|MiB)/s\)", result.stdout), result.stdout
+
+
+def test_json_events_carry_ts_running_totals_and_the_size_when_done(emu, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from .conftest import json_lines
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(os.urandom(300_000))
+    result = run_cli(["--json", "sync", str(src), "private:/j", "--chunk-size", "64KiB"], user_env(emu, tmp_path))
+    assert result.returncode == 0, result.stderr
+    events = json_lines(result.stdout)
+    assert all(datetime.fromisoformat(e["ts"]).utcoffset().total_seconds() == 0 and e["ts"].endswith("Z")
+               for e in events)
+    progress = [e for e in events if e["event"] == "progress"]
+    running = 0
+    for e in progress:
+        running += e["bytes"]
+        assert e["bytes_done"] == running
+    assert running == 300_000
+    assert [e["bytes"] for e in events if e["event"] == "done"] == [300_000]
+    bad = run_cli(["--json", "sync", str(src), "nowhere:/x"], user_env(emu, tmp_path))
+    assert bad.returncode == 2
+    (error,) = json_lines(bad.stdout)
+    assert error["event"] == "error" and error["exit"] == 2 and "not a remote" in error["message"] and error["ts"]
+
+
+def test_not_a_terminal_prints_a_stats_line_before_a_slow_transfer_ends(emu, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "slow.bin").write_bytes(os.urandom(1_000_000))
+    emu.faults.latency = 0.25  # every call takes a quarter second: 16 chunks of 64 KiB, 4 at a time
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "sync", str(src), "private:/slow", "--chunk-size", "64KiB", "--stats", "0.3"],
+        env=user_env(emu, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    stats = [i for i, line in enumerate(lines) if line.startswith("stats   ")]
+    sent = next(i for i, line in enumerate(lines) if line.startswith("sent    slow.bin"))
+    assert stats and stats[0] < sent, out  # the first stats line came while the file was still on its way
+    first = lines[stats[0]]
+    assert "0/1 files" in first and "/976.6 KiB" in first and "ETA" in first and "0 errors" in first, first
+
+
+def test_the_terminal_shows_bars_reaching_100_percent_and_the_summary(emu, tmp_path: Path) -> None:
+    import pexpect
+
+    src = tmp_path / "src"
+    for i in range(3):
+        (src / f"d{i}").mkdir(parents=True)
+        (src / f"d{i}" / "f.bin").write_bytes(os.urandom(400_000))
+    emu.faults.latency = 0.05
+    child = pexpect.spawn(sys.executable, ["-m", "agent.cli", "sync", str(src), "private:/tty", "--chunk-size", "64KiB"],
+                          env=user_env(emu, tmp_path), cwd=str(REPO), encoding="utf-8", timeout=60,
+                          dimensions=(24, 120))
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", child.before)  # what the terminal shows, without its escapes
+    assert re.search(r"total 3/3 files .*100% 1\.1/1\.1 MiB", screen), screen[-1500:]  # the total bar at the end
+    assert re.search(r"3 sent, 0 unchanged, 0 failed of 3 files; 1\.1 MiB of 1\.1 MiB sent in [\d.]+s"
+                     r" \([\d.]+ (KiB|MiB)/s\)", screen), screen[-1500:]
+    assert "MB/s" not in screen and "%" in screen

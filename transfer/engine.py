@@ -189,7 +189,7 @@ class Engine:
         )
         for r in refused:
             self.progress.emit(Event("failed", r.rel, r.remote, message=r.reason))
-            log.warning("refused %s: %s", r.rel, r.reason)
+            log.info("refused %s: %s", r.rel, r.reason)  # the failed event reports it; -v logs it too
 
     async def run(self, items: list[SendItem], *, job: str = "", remote_prefix: str = "",
                   refused: list[Refused] | None = None, scope: RunScope | None = None) -> RunSummary:
@@ -335,7 +335,7 @@ class Engine:
             if record is not None:
                 await self.journal.update(record.id, state="failed", last_error=message)
             self.progress.emit(Event("failed", item.local.rel, item.remote, message=message))
-            log.warning("failed %s -> %s: %s", item.local.rel, item.remote, message)
+            log.info("failed %s -> %s: %s", item.local.rel, item.remote, message)  # reported once, by the event
             return None
 
     async def _digest(
