@@ -17,6 +17,7 @@ from transfer.progress import Event, FanoutSink, ProgressSink
 from transfer.remotepath import display
 
 from .config import Config
+from .daemon.status import SyncLock
 from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
 from .render import JsonLines, PlainLines, RichProgress, human_size
 from .scanner import Excludes, ScanResult, scan
@@ -36,11 +37,11 @@ class Output:
         self.jsonl = JsonLines()
 
     def error(self, text: str, code: int) -> int:
-        """A command's end in failure: one line on stderr, or with --json an error event; returns the exit code."""
+        """A command's end in failure: one line on stderr and, with --json, an error event on stdout
+        (which then holds only JSON); returns the exit code."""
         if self.json:
             self.jsonl.print({"event": "error", "message": text.removeprefix("hubsync: "), "exit": code})
-        else:
-            self.warn(text)
+        self.warn(text)
         return code
 
     def result(self, obj: dict[str, Any], text: str) -> None:
@@ -164,11 +165,12 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
         # Not a terminal (a log, journalctl, CI): a stats line every --stats seconds, as rclone does.
         ticker = asyncio.ensure_future(_tick(services, plain, getattr(args, "stats", 30.0))) if plain else None
         try:
-            if rich is not None:
-                with rich:
+            with SyncLock(config.state_dir()):
+                if rich is not None:
+                    with rich:
+                        summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused)
+                else:
                     summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused)
-            else:
-                summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused)
         finally:
             if ticker is not None:
                 ticker.cancel()
@@ -292,9 +294,12 @@ async def _tick(services: Services, plain: PlainLines, every: float) -> None:
 
 # -- status --------------------------------------------------------------------------------
 def cmd_status(config: Config, out: Output) -> int:
-    from .daemon.status import read_snapshot, render_snapshot
+    from .daemon.status import daemon_running, read_snapshot, render_snapshot, sync_running
 
     daemon = read_snapshot(config.state_dir())  # None unless a daemon runs on this state dir
+    # Files left `sending` are in flight only while some process holds the state dir; else a run was interrupted.
+    live = daemon_running(config.state_dir()) or sync_running(config.state_dir())
+    in_flight = "active" if live else "interrupted"
     view = JournalView(journal_path(config))
     aside = [str(p) for p in view.corrupt_copies()]
     notes = [f"note: a damaged journal was moved aside to {aside[-1]} and a new one started"
@@ -315,9 +320,9 @@ def cmd_status(config: Config, out: Output) -> int:
     for row in rows:
         key = (row["job"], _remote_root(row["remote"]))
         g = groups.setdefault(key, {"job": row["job"], "remote": key[1], "done": 0, "queued": 0, "active": 0,
-                                    "failed": 0, "bytes_done": 0, "bytes_total": 0})
+                                    "interrupted": 0, "failed": 0, "bytes_done": 0, "bytes_total": 0})
         state = row["state"]
-        bucket = {"done": "done", "failed": "failed", "sending": "active", "merged": "active"}.get(state, "queued")
+        bucket = {"done": "done", "failed": "failed", "sending": in_flight, "merged": in_flight}.get(state, "queued")
         g[bucket] += 1
         g["bytes_total"] += row["size"]
         if state == "done":
@@ -335,8 +340,9 @@ def cmd_status(config: Config, out: Output) -> int:
         print(note)
     for g in groups.values():
         job = f"[{g['job']}] " if g["job"] else ""
-        print(f"{job}{g['remote']}: {g['done']} done, {g['active']} active, {g['queued']} queued,"
-              f" {g['failed']} failed; {g['bytes_done']} of {g['bytes_total']} bytes")
+        interrupted = f" {g['interrupted']} interrupted (run the same command to resume)," if g["interrupted"] else ""
+        print(f"{job}{g['remote']}: {g['done']} done, {g['active']} active,{interrupted} {g['queued']} queued,"
+              f" {g['failed']} failed; {human_size(g['bytes_done'])} of {human_size(g['bytes_total'])}")
     if failures:
         print("last errors:")
         for f in failures:

@@ -197,3 +197,36 @@ def test_the_terminal_shows_bars_reaching_100_percent_and_the_summary(emu, tmp_p
     assert re.search(r"3 sent, 0 unchanged, 0 failed of 3 files; 1\.1 MiB of 1\.1 MiB sent in [\d.]+s"
                      r" \([\d.]+ (KiB|MiB)/s\)", screen), screen[-1500:]
     assert "MB/s" not in screen and "%" in screen
+
+
+# -- status -----------------------------------------------------------------------------------
+def test_status_tells_a_file_in_flight_from_one_an_interrupted_run_left(emu, tmp_path: Path) -> None:
+    import signal as signals
+
+    from .conftest import json_lines, wait_for
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "slow.bin").write_bytes(os.urandom(2_000_000))
+    emu.faults.latency = 0.3
+    env = user_env(emu, tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "-q", "sync", str(src), "private:/st", "--chunk-size",
+                             "64KiB"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+
+    def remote_counts() -> dict:
+        result = run_cli(["--json", "status"], env)
+        remotes = json_lines(result.stdout)[-1]["remotes"] if result.returncode == 0 else []
+        return remotes[0] if remotes else {}
+
+    try:
+        wait_for(lambda: remote_counts().get("active") == 1, timeout=60)
+        proc.send_signal(signals.SIGKILL)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    counts = remote_counts()
+    assert (counts["active"], counts["interrupted"], counts["done"]) == (0, 1, 0), counts
+    text = run_cli(["status"], env).stdout
+    assert "1 interrupted" in text and "0 B of 1.9 MiB" in text, text

@@ -84,19 +84,55 @@ class StateLock:
             self._fd = None
 
 
-def daemon_running(state_dir: Path) -> bool:
-    """True while some process holds the daemon lock of `state_dir` (a crashed one holds nothing)."""
+SYNC_LOCK_NAME = "sync.lock"
+
+
+class SyncLock:
+    """Each one-shot `sync` holds a shared lock on `sync.lock` while it runs (several may run at once):
+    `status` tells a file in flight from one an interrupted run left `sending`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / SYNC_LOCK_NAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> SyncLock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return self  # an unwritable state dir fails the run later, with its own clear line
+        fcntl.flock(fd, fcntl.LOCK_SH)  # shared: never waits unless `status` probes at this instant
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def sync_running(state_dir: Path) -> bool:
+    """True while some `sync` holds `sync.lock` of `state_dir` (a killed one holds nothing)."""
+    return _held(state_dir / SYNC_LOCK_NAME, fcntl.LOCK_EX)
+
+
+def _held(path: Path, mode: int) -> bool:
     try:
-        fd = os.open(state_dir / LOCK_NAME, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     finally:
         os.close(fd)
     return False
+
+
+def daemon_running(state_dir: Path) -> bool:
+    """True while some process holds the daemon lock of `state_dir` (a crashed one holds nothing)."""
+    return _held(state_dir / LOCK_NAME, fcntl.LOCK_SH)
 
 
 def render_snapshot(data: dict[str, Any]) -> list[str]:
