@@ -162,7 +162,7 @@ class PlainLines:
         self.tally.emit(event)
         if event.kind == "done" and not self.quiet:
             via = f" via {event.transport}" if event.transport else ""
-            instant = ", instant: the platform held the content" if getattr(event, "instant", False) else ""
+            instant = ", instant: the platform held the content" if event.instant else ""
             self._line(f"sent    {event.path} -> {event.remote} ({human_size(event.size)}{via}{instant})")
         elif event.kind == "skipped" and self.verbose and not self.quiet:
             self._line(f"skipped {event.path} (unchanged since the journal recorded it done)")

@@ -230,3 +230,19 @@ def test_status_tells_a_file_in_flight_from_one_an_interrupted_run_left(emu, tmp
     assert (counts["active"], counts["interrupted"], counts["done"]) == (0, 1, 0), counts
     text = run_cli(["status"], env).stdout
     assert "1 interrupted" in text and "0 B of 1.9 MiB" in text, text
+
+
+def test_an_instant_upload_says_so(emu, tmp_path: Path) -> None:
+    from .conftest import json_lines
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(os.urandom(1_500_000))  # over the small-file threshold: the chunk protocol
+    env = user_env(emu, tmp_path)
+    first = json_lines(run_cli(["--json", "sync", str(src), "private:/one"], env).stdout)
+    again = json_lines(run_cli(["--json", "sync", str(src), "private:/two"], env).stdout)  # same content elsewhere
+    assert [e.get("instant") for e in first if e["event"] == "done"] == [None]
+    assert [e.get("instant") for e in again if e["event"] == "done"] == [True]
+    assert not [e for e in again if e["event"] == "progress"]
+    text = run_cli(["sync", str(src), "private:/three"], env).stdout
+    assert "instant: the platform held the content" in text, text

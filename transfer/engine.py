@@ -91,6 +91,7 @@ class _Sent:
     record: FileRecord
     destination: Destination
     resume: ResumeState | None = None  # the live one from sending; None when read back from the journal
+    instant: bool = False  # the platform held the content: placed without sending a byte
 
 
 class Engine:
@@ -421,10 +422,10 @@ class Engine:
                 summary.bytes_sent += n
             self.progress.emit(Event("progress", item.local.rel, item.remote, bytes=n, size=item.local.size))
 
-        await destination.send(item.local, digest, item.target, resume, on_bytes, scope=scope)
+        instant = await destination.send(item.local, digest, item.target, resume, on_bytes, scope=scope)
         summary.transports.add(destination.transport)
         await self.journal.update(record.id, state="merged", last_error=None, transport=destination.transport)
-        return _Sent(item, record, destination, resume)
+        return _Sent(item, record, destination, resume, instant=bool(instant))
 
     async def _wait_stable(self, local: LocalFile) -> LocalFile:
         """Poll the file's stat until it stops changing for settle_seconds (bounded)."""
@@ -491,7 +492,8 @@ class Engine:
             for entry in confirmed:
                 summary.files_sent += 1
                 self.progress.emit(Event("done", entry.item.local.rel, entry.item.remote,
-                                         size=entry.item.local.size, transport=destination.transport))
+                                         size=entry.item.local.size, transport=destination.transport,
+                                         instant=entry.instant))
         return changed
 
 

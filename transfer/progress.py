@@ -17,6 +17,7 @@ class Event:
     size: int = 0
     transport: str = ""
     message: str = ""
+    instant: bool = False  # done: the platform held the content (no byte sent)
 
     def as_dict(self) -> dict[str, Any]:
         # Plain attribute reads: dataclasses.asdict deep-copies and cost 30 us an event, which
@@ -24,7 +25,7 @@ class Event:
         out: dict[str, Any] = {"kind": self.kind}
         for name in _FIELDS:
             value = getattr(self, name)
-            if value != "" and value is not None:
+            if value != "" and value is not None and value is not False:
                 out[name] = value
         return out
 

@@ -113,8 +113,11 @@ class Destination(Protocol):
     async def send(
         self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes,
         *, scope: RunScope | None = None,
-    ) -> None:
+    ) -> bool | None:
         """Make `target` hold `local`'s content, committed atomically; raise a TransferError if not.
+
+        True when the platform already held the content and placed it without a byte sent (an
+        instant upload); None or False otherwise.
 
         `scope` is the run's (what the destination learns lasts that run); None: a scope of the
         destination's own.

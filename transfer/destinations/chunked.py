@@ -53,12 +53,12 @@ class ChunkedDestination:
     async def send(
         self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes,
         *, scope: RunScope | None = None,
-    ) -> None:
+    ) -> bool:
         space = file_space(target)
         await self.folders.ensure(space, target.folder)
         if local.size == 0 or local.size < self.small_file_threshold:
             await self._send_small(local, digest, target, on_bytes)
-            return
+            return False
         plan = ChunkPlan(local.size, self.chunk_size)
         for attempt in range(1, self.merge_attempts + 1):
             check = await self.api.check_file(space, target.folder, target.name, digest.md5, local.size)
@@ -69,7 +69,7 @@ class ChunkedDestination:
                 await self.api.merge(
                     space, target.folder, target.name, file_md5=digest.md5, size=local.size, total=plan.total
                 )
-                return
+                return check.held
             except PlatformRefused:
                 # The platform checks the whole file's md5 at merge. A file rewritten in place
                 # with its size and mtime restored looks unchanged to stat: only its bytes tell.
@@ -82,6 +82,7 @@ class ChunkedDestination:
                 await resume.reset()
                 if attempt == self.merge_attempts:
                     raise
+        return False  # not reached: the last attempt returns or raises
 
     async def _send_small(self, local: LocalFile, digest: Digest, target: RemoteTarget, on_bytes: OnBytes) -> None:
         data = await asyncio.to_thread(_read_small, local, digest.md5)
