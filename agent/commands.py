@@ -165,12 +165,17 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
         # Not a terminal (a log, journalctl, CI): a stats line every --stats seconds, as rclone does.
         ticker = asyncio.ensure_future(_tick(services, plain, getattr(args, "stats", 30.0))) if plain else None
         try:
+            # The platform is the truth: unless --trust-journal, what the journal calls done is
+            # checked against the remote's listings before it is skipped.
+            verify = None if getattr(args, "trust_journal", False) else target.list_folder(services)
             with SyncLock(config.state_dir()):
                 if rich is not None:
                     with rich:
-                        summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused)
+                        summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused,
+                                                   verify=verify)
                 else:
-                    summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused)
+                    summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused,
+                                               verify=verify)
         finally:
             if ticker is not None:
                 ticker.cancel()
@@ -277,7 +282,9 @@ def _print_summary(out: Output, summary: RunSummary, target: Target) -> None:
     rate = summary.bytes_sent / summary.seconds if summary.seconds else 0.0
     # Each failure was named once, in its FAILED line as it happened: the summary only counts them.
     text = (
-        f"{summary.files_sent} sent, {summary.files_skipped} unchanged, {summary.files_failed} failed"
+        f"{summary.files_sent} sent"
+        + (f" ({summary.files_repaired} repaired: missing or changed on the remote)" if summary.files_repaired else "")
+        + f", {summary.files_skipped} unchanged, {summary.files_failed} failed"
         f" of {summary.files_total} files; {human_size(summary.bytes_sent)} of {human_size(summary.bytes_total)}"
         f" sent in {summary.seconds:.1f}s ({human_size(rate)}/s)"
         + (f" via {', '.join(sorted(summary.transports))}" if summary.transports else "")

@@ -13,7 +13,7 @@ from typing import Any
 from transfer.datahub import DatahubApi, Resolver
 from transfer.destinations.base import Destination
 from transfer.destinations.datahub import DatahubTree, DirectDatahubDestination, StagedDatahubDestination
-from transfer.engine import Refused, SendItem
+from transfer.engine import ListFolder, Refused, SendItem
 from transfer.errors import ConfigError, ParentNotApplicable, ParentNotFound, VersionNotFound
 from transfer.models import DatahubSpace, LocalFile, RemoteEntry, Space
 from transfer.remotepath import RefusedName, RemoteFolder, display
@@ -74,6 +74,14 @@ class Target:
         if isinstance(self.space, DatahubSpace):
             return await DatahubTree(services.datahub()).list(self.space, folder)
         return await services.tree().list(self.space, folder)
+
+    def list_folder(self, services: Services) -> ListFolder:
+        """The engine's way to list a folder of this remote (verification before skipping)."""
+
+        async def list_folder(space: Space | DatahubSpace, folder: str) -> list[RemoteEntry]:
+            return await self.listing(services, folder)
+
+        return list_folder
 
     async def files(self, services: Services, excludes: Excludes, under: str = "") -> dict[str, int]:
         """Every file below `under` in the remote folder (path relative to the remote folder -> size),

@@ -6,17 +6,18 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
 from .clock import Clock, SystemClock, wait_or_timeout
 from .destinations.base import ConfirmItem, Destination, ResumeState
+from .drift import by_folder, drift
 from .errors import AuthFailed, EndpointUnavailable, GaveUp, LocalFileChanged, Retryable, TransferError
 from .hashing import fingerprint, hash_file, stat_file
 from .journal import FileRecord, Journal
-from .models import Digest, LocalFile, RemoteTarget
+from .models import DatahubSpace, Digest, LocalFile, RemoteEntry, RemoteTarget, Space
 from .progress import Event, NullSink, ProgressSink
 from .remotepath import display
 from .scope import RunScope
@@ -24,6 +25,9 @@ from .switch import TransportSwitch
 
 log = logging.getLogger("hubsync.engine")
 T = TypeVar("T")
+# Lists one remote folder (all pages): how the engine checks the platform before skipping a file.
+ListFolder = Callable[[Space | DatahubSpace, str], Awaitable[list[RemoteEntry]]]
+LIST_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class RunSummary:
     bytes_sent: int = 0
     seconds: float = 0.0
     files_hashed: int = 0
+    files_repaired: int = 0  # recorded done, but missing or different on the remote: sent again
+    repairing: set[str] = field(default_factory=set)  # remotes of the files being repaired
     transports: set[str] = field(default_factory=set)
     failures: list[tuple[str, str]] = field(default_factory=list)
 
@@ -80,6 +86,7 @@ class RunSummary:
             "bytes_sent": self.bytes_sent,
             "seconds": round(self.seconds, 3),
             "files_hashed": self.files_hashed,
+            "files_repaired": self.files_repaired,
             "transports": sorted(self.transports),
             "failures": [{"path": p, "error": e} for p, e in self.failures],
         }
@@ -144,9 +151,12 @@ class Engine:
 
     # -- planning --------------------------------------------------------------------------
     async def _plan(
-        self, items: list[SendItem], remote_prefix: str
+        self, items: list[SendItem], remote_prefix: str, done_at: dict[str, float | None] | None = None
     ) -> tuple[list[SendItem], list[SendItem], list[_Sent]]:
-        """(to send, unchanged since recorded done, merged by a crashed run): one journal read, stat only."""
+        """(to send, unchanged since recorded done, merged by a crashed run): one journal read, stat only.
+
+        `done_at`, when given, receives when each unchanged file was confirmed (by remote).
+        """
         rows = await self.journal.plan_rows(self.namespace + remote_prefix)
         send: list[SendItem] = []
         unchanged: list[SendItem] = []
@@ -157,6 +167,8 @@ class Engine:
                 send.append(item)
             elif row.state == "done":
                 unchanged.append(item)
+                if done_at is not None:
+                    done_at[item.remote] = row.done_at
             elif row.state == "merged" and (destination := self._by_transport(row.transport)):
                 record = await self.journal.get(display(item.local.path), self._key(item))
                 if record is None:
@@ -171,6 +183,35 @@ class Engine:
         """Split items into (to send, unchanged since the journal recorded them done): stat only."""
         send, unchanged, merged = await self._plan(items, remote_prefix)
         return send + [m.item for m in merged], unchanged
+
+    async def drifted(
+        self, unchanged: list[SendItem], list_folder: ListFolder, done_at: dict[str, float | None] | None = None,
+    ) -> list[tuple[SendItem, str]]:
+        """The files among `unchanged` (recorded done, stat unchanged) that the remote no longer
+        holds as sent, with the reason: one listing per remote folder, a few folders at a time,
+        each listing dropped once compared. A folder that cannot be listed counts as missing
+        (sending again is what is safe, and cheap where the platform still holds the content)."""
+        done_at = done_at or {}
+        limit = asyncio.Semaphore(LIST_CONCURRENCY)
+        found: list[tuple[SendItem, str]] = []
+
+        async def one(space: Space | DatahubSpace, folder: str, group: list[tuple[str, SendItem]]) -> None:
+            async with limit:
+                try:
+                    listing = {e.name: e for e in await list_folder(space, folder)}
+                except AuthFailed:
+                    raise
+                except TransferError as exc:
+                    found.extend((item, f"its remote folder could not be listed ({exc})") for _, item in group)
+                    return
+            for name, item in group:
+                reason = drift(item.local.size, done_at.get(item.remote), listing.get(name))
+                if reason is not None:
+                    found.append((item, reason))
+
+        await _all_or_none([one(space, folder, group) for (space, folder), group
+                            in by_folder((item.target, item) for item in unchanged).items()])
+        return found
 
     async def forget(self, remote: str, *, folder: bool = False) -> None:
         """Drop the journal's records of `remote` (or of every file below the folder `remote`) once deleted there."""
@@ -193,13 +234,16 @@ class Engine:
             log.info("refused %s: %s", r.rel, r.reason)  # the failed event reports it; -v logs it too
 
     async def run(self, items: list[SendItem], *, job: str = "", remote_prefix: str = "",
-                  refused: list[Refused] | None = None, scope: RunScope | None = None) -> RunSummary:
+                  refused: list[Refused] | None = None, scope: RunScope | None = None,
+                  verify: ListFolder | None = None) -> RunSummary:
         """Send every item that is not already done; confirm what was sent; return the summary.
 
         `refused`, when given, are the files of a whole walk of `remote_prefix` whose names cannot
         go: journaled (replacing earlier refusals there) and counted as failed. What the
         destinations learn during the run lives in `scope` (a new one by default): a daemon that
-        keeps this engine for weeks starts every batch afresh.
+        keeps this engine for weeks starts every batch afresh. With `verify`, the files the
+        journal records as done are checked against the remote's listings first, and those it no
+        longer holds as sent are sent again (counted in `files_repaired`).
         """
         scope = scope or RunScope()
         started = self.clock.now()
@@ -210,7 +254,17 @@ class Engine:
         refused = refused or []
         summary.files_failed += len(refused)
         summary.failures.extend((r.rel, r.reason) for r in refused)
-        todo, unchanged, merged = await self._plan(items, remote_prefix)
+        done_at: dict[str, float | None] = {}
+        todo, unchanged, merged = await self._plan(items, remote_prefix, done_at)
+        if verify is not None and unchanged:
+            repairs = await self.drifted(unchanged, verify, done_at)
+            if repairs:
+                again = {id(item) for item, _ in repairs}
+                unchanged = [item for item in unchanged if id(item) not in again]
+                for item, reason in repairs:
+                    self.progress.emit(Event("info", item.local.rel, item.remote, message=f"{reason}: sending again"))
+                todo += [item for item, _ in repairs]
+                summary.repairing = {item.remote for item, _ in repairs}
         if merged:
             # Files a crashed run merged but never confirmed need a listing, not another upload;
             # those the platform does not show are sent normally.
@@ -491,6 +545,8 @@ class Engine:
             await self.journal.update_many([e.record.id for e in confirmed], state="done", last_error=None)
             for entry in confirmed:
                 summary.files_sent += 1
+                if entry.item.remote in summary.repairing:
+                    summary.files_repaired += 1
                 self.progress.emit(Event("done", entry.item.local.rel, entry.item.remote,
                                          size=entry.item.local.size, transport=destination.transport,
                                          instant=entry.instant))

@@ -122,6 +122,7 @@ class PlanRow(NamedTuple):
     stat_key: tuple[int, int, int, int]
     state: str
     transport: str | None
+    done_at: float | None = None  # when it was confirmed (epoch seconds)
 
 
 def _record(row: sqlite3.Row) -> FileRecord:
@@ -456,11 +457,11 @@ class Journal:
 
         def q(conn: sqlite3.Connection) -> dict[tuple[str, str], PlanRow]:
             rows = conn.execute(
-                "SELECT local_path,remote,size,mtime_ns,inode,device,state,transport FROM files"
+                "SELECT local_path,remote,size,mtime_ns,inode,device,state,transport,done_at FROM files"
                 " WHERE substr(remote,1,?)=?",
                 (len(remote_prefix), remote_prefix),
             )
-            return {(r[0], r[1]): PlanRow((r[2], r[3], r[4], r[5]), r[6], r[7]) for r in rows}
+            return {(r[0], r[1]): PlanRow((r[2], r[3], r[4], r[5]), r[6], r[7], r[8]) for r in rows}
 
         return await self._run(q)
 

@@ -1,0 +1,78 @@
+"""The platform is the truth (#11): files the journal calls done are checked against the remote."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from emulator.testing import EmulatorThread
+from transfer.drift import drift
+from transfer.models import RemoteEntry
+
+from .conftest import md5_of, run_cli, summary_of, write_random
+
+
+def _entry(size: int, mtime_ms: int | None = None, is_dir: bool = False) -> RemoteEntry:
+    return RemoteEntry("f", "d/f", is_dir, size, mtime_ms)
+
+
+def test_drift_rules() -> None:
+    done = 1_000_000.0
+    assert drift(10, done, None) == "missing on the remote"
+    assert "bytes on the remote" in (drift(10, done, _entry(11)) or "")
+    assert drift(10, done, _entry(0, is_dir=True)) is not None
+    assert drift(10, done, _entry(10, int(done * 1000))) is None  # written before it was confirmed
+    assert drift(10, done, _entry(10, int(done * 1000) + 60_000)) == "changed on the remote after it was sent"
+    assert drift(10, done, _entry(10, None)) is None  # no time in the listing: size decides
+    assert drift(10, None, _entry(10, int(done * 1000) + 60_000)) is None  # no confirmation time recorded
+
+
+def _sync(src: Path, env: dict, *extra: str) -> dict:
+    result = run_cli(["--json", "sync", str(src), "private:/d", *extra], env)
+    assert result.returncode == 0, result.stderr
+    return summary_of(result)
+
+
+def test_sync_repairs_remote_drift(emu: EmulatorThread, hub_env: dict, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for i in range(4):
+        write_random(src / f"sub/f{i}.bin", 3000 + i, seed=i)
+    write_random(src / "top.bin", 5000, seed=9)
+    assert _sync(src, hub_env)["files_sent"] == 5
+    # Someone else touches the remote: one file deleted, one replaced with other bytes (other
+    # size), one replaced with the same size (seen by its update time), a whole folder removed.
+    emu.private_path("d/sub/f0.bin").unlink()
+    emu.private_path("d/sub/f1.bin").write_bytes(b"not what was sent")
+    same = emu.private_path("d/sub/f2.bin")
+    same.write_bytes(bytes(3002))
+    later = time.time() + 60
+    os.utime(same, (later, later))
+    # --trust-journal is the stat-only fast path: it sees nothing (old behaviour, kept on request).
+    trusted = _sync(src, hub_env, "--trust-journal")
+    assert trusted["files_sent"] == 0 and trusted["files_skipped"] == 5
+    # The default run lists the remote and repairs the three, md5-exact.
+    summary = _sync(src, hub_env)
+    assert summary["files_repaired"] == 3 and summary["files_sent"] == 3 and summary["files_skipped"] == 2
+    for i in range(4):
+        assert md5_of(emu.private_path(f"d/sub/f{i}.bin")) == md5_of(src / f"sub/f{i}.bin")
+    # A folder deleted on the remote: its files are sent again (the folder made anew).
+    import shutil
+    shutil.rmtree(emu.private_path("d/sub"))
+    again = _sync(src, hub_env)
+    assert again["files_repaired"] == 4
+    assert md5_of(emu.private_path("d/sub/f3.bin")) == md5_of(src / "sub/f3.bin")
+    # And once all is well, nothing is sent.
+    quiet = _sync(src, hub_env)
+    assert quiet["files_sent"] == 0 and quiet["files_repaired"] == 0 and quiet["files_skipped"] == 5
+
+
+def test_text_summary_says_repaired(emu: EmulatorThread, hub_env: dict, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_random(src / "a.bin", 100, seed=1)
+    assert run_cli(["sync", str(src), "private:/t"], hub_env).returncode == 0
+    emu.private_path("t/a.bin").unlink()
+    result = run_cli(["sync", str(src), "private:/t"], hub_env)
+    assert result.returncode == 0, result.stderr
+    assert "1 sent (1 repaired" in result.stdout, result.stdout
+    assert md5_of(emu.private_path("t/a.bin")) == md5_of(src / "a.bin")
