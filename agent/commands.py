@@ -11,7 +11,7 @@ from typing import Any
 
 from transfer.engine import RunSummary
 from transfer.errors import ConfigError, JournalError, JournalUnusable, TransferError, VersionNotFound
-from transfer.journal import JournalView
+from transfer.journal import RUN_COUNTS, JournalView
 from transfer.models import DatahubSpace
 from transfer.progress import Event, FanoutSink, ProgressSink
 from transfer.remotepath import display
@@ -164,6 +164,8 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
         engine.progress = FanoutSink(*sinks)
         # Not a terminal (a log, journalctl, CI): a stats line every --stats seconds, as rclone does.
         ticker = asyncio.ensure_future(_tick(services, plain, getattr(args, "stats", 30.0))) if plain else None
+        run_id = await services.journal.run_started("", args.remote)
+        result = "error"
         try:
             # The platform is the truth: unless --trust-journal, what the journal calls done is
             # checked against the remote's listings before it is skipped.
@@ -176,7 +178,17 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
                 else:
                     summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused,
                                                verify=verify)
+            result = "failed" if summary.files_failed or scanned.problems else "ok"
+        except asyncio.CancelledError:
+            result = "interrupted"
+            raise
         finally:
+            counts: dict[str, int] = {}
+            if result in ("ok", "failed"):  # the walk's failures count as in the summary printed below
+                counts = {name: int(getattr(summary, name)) for name in RUN_COUNTS}
+                counts["files_total"] += len(scanned.problems)
+                counts["files_failed"] += len(scanned.problems)
+            await asyncio.shield(services.journal.run_ended(run_id, result, counts))
             if ticker is not None:
                 ticker.cancel()
         if args.delete:
@@ -319,6 +331,7 @@ def cmd_status(config: Config, out: Output) -> int:
         view.check()
         rows = view.summary()
         failures = view.failures()
+        runs = view.last_runs()
     except JournalError as exc:
         out.result({"event": "status", "remotes": [], "daemon": daemon, "journal_error": str(exc),
                     "journal_moved_aside": aside}, "\n".join([f"journal: {exc}", *notes]))
@@ -338,7 +351,7 @@ def cmd_status(config: Config, out: Output) -> int:
         out.jsonl.print({"event": "status", "remotes": list(groups.values()),
                          "errors": [{"path": f["local_path"], "remote": f["remote"].split(" ", 1)[-1],
                                      "error": f["last_error"], "attempts": f["attempts"]} for f in failures],
-                         "daemon": daemon, "journal_moved_aside": aside})
+                         "runs": runs, "daemon": daemon, "journal_moved_aside": aside})
         return EXIT_OK
     if daemon is not None:
         print("\n".join(render_snapshot(daemon)))
@@ -350,11 +363,30 @@ def cmd_status(config: Config, out: Output) -> int:
         interrupted = f" {g['interrupted']} interrupted (run the same command to resume)," if g["interrupted"] else ""
         print(f"{job}{g['remote']}: {g['done']} done, {g['active']} active,{interrupted} {g['queued']} queued,"
               f" {g['failed']} failed; {human_size(g['bytes_done'])} of {human_size(g['bytes_total'])}")
+    if runs:
+        print("last runs:")
+        for r in runs:
+            print("  " + _run_line(r))
     if failures:
         print("last errors:")
         for f in failures:
             print(f"  {f['local_path']} -> {f['remote'].split(' ', 1)[-1]}: {f['last_error']}")
     return EXIT_OK
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    """'private:/a: 2026-12-02 21:09:43 to 21:09:44 (1.2s) ok, 2 sent, 0 unchanged, 0 failed of 2 files, 1.5 MiB'."""
+    start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"]))
+    job = f"[{run['job']}] " if run["job"] else ""
+    if run["ended_at"] is None:
+        return f"{job}{run['remote']}: started {start}, still running (or killed)"
+    end = time.strftime("%H:%M:%S", time.localtime(run["ended_at"]))
+    took = run["ended_at"] - run["started_at"]
+    text = f"{job}{run['remote']}: {start} to {end} ({took:.1f}s) {run['result']}"
+    if run["result"] in ("ok", "failed"):
+        text += (f", {run['files_sent']} sent, {run['files_skipped']} unchanged, {run['files_failed']} failed"
+                 f" of {run['files_total']} files, {human_size(run['bytes_sent'])} sent")
+    return text
 
 
 def _remote_root(remote: str) -> str:

@@ -246,3 +246,39 @@ def test_an_instant_upload_says_so(emu, tmp_path: Path) -> None:
     assert not [e for e in again if e["event"] == "progress"]
     text = run_cli(["sync", str(src), "private:/three"], env).stdout
     assert "instant: the platform held the content" in text, text
+
+
+def test_status_shows_the_last_run_of_each_remote(emu, tmp_path: Path) -> None:
+    import signal as signals
+
+    from .conftest import json_lines, wait_for
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    env = user_env(emu, tmp_path)
+    assert run_cli(["-q", "sync", str(src), "private:/r1"], env).returncode == 0
+    (src / "b\\c.txt").write_text("refused")
+    assert run_cli(["-q", "sync", str(src), "private:/r1"], env).returncode == 1
+    (src / "slow.bin").write_bytes(os.urandom(2_000_000))
+    emu.faults.latency = 0.3
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "-q", "sync", str(src), "private:/r2", "--chunk-size",
+                             "64KiB"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+
+    def runs() -> list[dict]:
+        result = run_cli(["--json", "status"], env)
+        return json_lines(result.stdout)[-1].get("runs", []) if result.returncode == 0 else []
+
+    wait_for(lambda: any(r["remote"] == "private:/r2" for r in runs()), timeout=60)
+    proc.send_signal(signals.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    by_remote = {r["remote"]: r for r in runs()}
+    assert set(by_remote) == {"private:/r1", "private:/r2"}
+    r1 = by_remote["private:/r1"]
+    assert (r1["result"], r1["files_total"], r1["files_skipped"], r1["files_failed"]) == ("failed", 2, 1, 1)
+    assert r1["ended_at"] >= r1["started_at"]
+    assert by_remote["private:/r2"]["result"] == "interrupted"
+    text = run_cli(["status"], env).stdout
+    assert "last runs:" in text and "private:/r2:" in text and " interrupted" in text
+    assert re.search(r"private:/r1: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d to \d\d:\d\d:\d\d \([\d.]+s\) failed, 0 sent,"
+                     r" 1 unchanged, 1 failed of 2 files", text), text

@@ -77,6 +77,24 @@ MIGRATIONS: list[str] = [
         md5 TEXT NOT NULL
     );
     """,
+    # 2: one row per one-shot run (status: the last run of each remote). Append; never edit a released one.
+    """
+    CREATE TABLE runs(
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL DEFAULT '',
+        remote TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        result TEXT,
+        files_total INTEGER NOT NULL DEFAULT 0,
+        files_sent INTEGER NOT NULL DEFAULT 0,
+        files_skipped INTEGER NOT NULL DEFAULT 0,
+        files_failed INTEGER NOT NULL DEFAULT 0,
+        bytes_total INTEGER NOT NULL DEFAULT 0,
+        bytes_sent INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_remote ON runs(job, remote, started_at);
+    """,
 ]
 
 STATES = ("queued", "sending", "merged", "done", "failed")
@@ -594,6 +612,28 @@ class Journal:
 
         await self._run(w)
 
+    async def run_started(self, job: str, remote: str) -> int:
+        """Record that a run of `remote` (as the user named it) began now; returns its id."""
+
+        def w(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                cur = conn.execute("INSERT INTO runs(job, remote, started_at) VALUES (?, ?, ?)",
+                                   (job, remote, self._clock()))
+            return int(cur.lastrowid or 0)
+
+        return await self._run(w)
+
+    async def run_ended(self, run_id: int, result: str, counts: dict[str, int]) -> None:
+        """Record a run's end: result (ok, failed, interrupted, error) and its summary counts."""
+        names = [n for n in RUN_COUNTS if n in counts]
+
+        def w(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(f"UPDATE runs SET ended_at=?, result=?{''.join(f', {n}=?' for n in names)} WHERE id=?",
+                             (self._clock(), result, *(int(counts[n]) for n in names), run_id))
+
+        await self._run(w)
+
     async def forget_remote(self, remote: str) -> None:
         def w(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM files WHERE remote=?", (remote,))
@@ -645,6 +685,9 @@ class Journal:
         await self._run(w)
 
 
+RUN_COUNTS = ("files_total", "files_sent", "files_skipped", "files_failed", "bytes_total", "bytes_sent")
+
+
 class JournalView:
     """Read-only access for `status`; safe while another process writes.
 
@@ -678,6 +721,19 @@ class JournalView:
         return self._query(lambda conn: [dict(r) for r in conn.execute(
             "SELECT job, remote, state, size, bytes_sent, last_error, updated_at FROM files"
         )])
+
+    def last_runs(self) -> list[dict[str, Any]]:
+        """The newest run of each (job, remote), newest first; none in a journal from before runs were kept."""
+
+        def q(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            if _user_version(conn) < 2:
+                return []
+            return [dict(r) for r in conn.execute(
+                "SELECT * FROM runs r WHERE id = (SELECT MAX(id) FROM runs s WHERE s.job=r.job AND s.remote=r.remote)"
+                " ORDER BY started_at DESC"
+            )]
+
+        return self._query(q)
 
     def failures(self, limit: int = 20) -> list[dict[str, Any]]:
         return self._query(lambda conn: [dict(r) for r in conn.execute(
