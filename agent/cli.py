@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="datahub only: create the remote's VERSION if missing (from --parent, default the latest)")
     p.add_argument("--parent", metavar="VER", help="datahub only: the version --create-version starts from")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="repeatable, .gitignore-style")
+    p.add_argument("--max-delete", type=int, metavar="N",
+                   help="with --delete: delete at most N remote files; a pass that would delete more deletes"
+                        " none (default: none when more than half of the remote's files would go)")
     p.add_argument("--trust-journal", action="store_true",
                    help="skip listing the remote: files the journal records as done and whose stat is"
                         " unchanged are not checked against the platform (fast path)")

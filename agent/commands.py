@@ -18,6 +18,7 @@ from transfer.remotepath import display
 
 from .config import Config
 from .daemon.status import SyncLock
+from .deleteguard import count_refusal, source_refusal
 from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
 from .render import JsonLines, PlainLines, RichProgress, human_size
 from .scanner import Excludes, ScanResult, scan
@@ -94,11 +95,39 @@ DELETE_REFUSED = "--delete skipped: the source had unreadable or special entries
 LINK_SKIPPED = "symbolic link to a place outside SRC: not followed (--follow-symlinks follows it)"
 
 
-async def remote_extras(services: Services, target: Target, excludes: Excludes, scanned: ScanResult) -> list[str]:
-    """Files below the remote folder that the source does not have (what --delete removes)."""
+async def remote_extras(services: Services, target: Target, excludes: Excludes,
+                        scanned: ScanResult) -> tuple[list[str], int]:
+    """(files below the remote folder that the source does not have, how many files it holds)."""
     local = {f.rel for f in scanned.files}
-    return sorted(rel for rel in await target.files(services, excludes)
-                  if rel not in local and not scanned.under_link(rel))
+    remote = await target.files(services, excludes)
+    return sorted(rel for rel in remote if rel not in local and not scanned.under_link(rel)), len(remote)
+
+
+async def _source_key(services: Services, target: Target, source: Path) -> str:
+    """Where the journal keeps the source's file system for this remote."""
+    real = await asyncio.to_thread(os.path.realpath, source)
+    return f"{await services.namespace()}{target.prefix()} {real}"
+
+
+async def _delete_verdict(services: Services, target: Target, excludes: Excludes, scanned: ScanResult,
+                          source: Path, max_delete: int | None) -> tuple[str | None, list[str], int | None]:
+    """(why the delete pass deletes nothing, or None; what it deletes; the source's device now)."""
+    if scanned.problems:
+        return DELETE_REFUSED, [], None
+    key = await _source_key(services, target, source)
+    reason, device = await asyncio.to_thread(source_refusal, source, await services.journal.source_device(key))
+    if reason is not None:
+        return f"delete pass refused: {reason}; nothing was deleted", [], device
+    extra, total = await remote_extras(services, target, excludes, scanned)
+    too_many = count_refusal(len(extra), total, max_delete)
+    if too_many is not None:
+        return f"delete pass refused: {too_many}", [], device
+    return None, extra, device
+
+
+async def _record_source(services: Services, target: Target, source: Path, device: int | None) -> None:
+    if device is not None:
+        await services.journal.record_source_device(await _source_key(services, target, source), device)
 
 
 def _sync_options(remote: Remote, args: Any) -> None:
@@ -191,8 +220,16 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
             await asyncio.shield(services.journal.run_ended(run_id, result, counts))
             if ticker is not None:
                 ticker.cancel()
+        refusal = None
         if args.delete:
-            await _delete_extra(services, target, excludes, scanned, engine.progress, summary)
+            refusal = await _delete_extra(services, target, excludes, scanned, engine.progress, summary,
+                                          source, getattr(args, "max_delete", None))
+        elif not scanned.problems:
+            # A good pass records the source's file system (a run without --delete is also how a
+            # source moved to another disk on purpose is accepted).
+            reason, device = await asyncio.to_thread(source_refusal, source, None)
+            if reason is None:
+                await _record_source(services, target, source, device)
         await finish(services, target, via)
         await _remove_stale_parts(services, out)
     finally:
@@ -201,8 +238,8 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
         summary.files_total += 1  # a file the walk could not take is one of the source's files all the same
         summary.files_failed += 1
         summary.failures.append((rel, problem))
-    _print_summary(out, summary, target)
-    return EXIT_FAILED if summary.files_failed else EXIT_OK
+    _print_summary(out, summary, target, refusal)
+    return EXIT_FAILED if summary.files_failed or refusal else EXIT_OK
 
 
 async def _remove_stale_parts(services: Services, out: Output) -> None:
@@ -234,12 +271,14 @@ async def _dry_run_target(services: Services, remote: DatahubRemote, args: Any) 
 
 async def _delete_extra(
     services: Services, target: Target, excludes: Excludes, scanned: ScanResult, progress: ProgressSink,
-    summary: RunSummary,
-) -> None:
-    if scanned.problems:
-        progress.emit(Event("info", message=DELETE_REFUSED))
-        return
-    extra = await remote_extras(services, target, excludes, scanned)
+    summary: RunSummary, source: Path, max_delete: int | None,
+) -> str | None:
+    """Delete what SRC no longer has, unless a guard refuses the pass; returns the refusal."""
+    refusal, extra, device = await _delete_verdict(services, target, excludes, scanned, source, max_delete)
+    if refusal is not None:
+        progress.emit(Event("info", message=refusal))
+        return None if refusal == DELETE_REFUSED else refusal  # unreadable entries already failed the run
+    await _record_source(services, target, source, device)
     for start in range(0, len(extra), 100):
         batch = extra[start : start + 100]
         try:
@@ -250,16 +289,22 @@ async def _delete_extra(
             continue
         for rel in batch:
             progress.emit(Event("deleted", rel, target.remote_of(rel)))
+    return None
 
 
 async def _dry_run(services, engine, items, refused, target, excludes, scanned, args, out) -> int:
     new_version = isinstance(target.space, DatahubSpace) and target.space.version_id == "(new)"
     todo, unchanged = (items, []) if new_version else await engine.pending(items, target.prefix())
     deletes: list[str] = []
-    if args.delete and scanned.problems:
-        out.warn(f"note    {DELETE_REFUSED}")
-    elif args.delete and not new_version:
-        deletes = await remote_extras(services, target, excludes, scanned)
+    refusal = None
+    if args.delete and not new_version:
+        # The same verdict as the real pass: a refusal is shown, and the dry run exits 1 as it would.
+        refusal, deletes, _ = await _delete_verdict(services, target, excludes, scanned, Path(args.source),
+                                                    getattr(args, "max_delete", None))
+        if refusal is not None:
+            out.warn(f"note    {refusal}")
+            if refusal == DELETE_REFUSED:
+                refusal = None
     if new_version:
         out.warn(f"note    version {target.space.version_name!r} does not exist yet: the real run creates it")
     for item in todo:
@@ -282,14 +327,20 @@ async def _dry_run(services, engine, items, refused, target, excludes, scanned, 
     summary = {"dry_run": True, "files_total": len(items), "files_to_send": len(todo),
                "files_unchanged": len(unchanged), "bytes_to_send": sum(i.local.size for i in todo),
                "files_to_delete": len(deletes), "files_refused": len(refused)}
+    if refusal is not None:
+        summary["delete_refused"] = refusal
     out.result(summary, f"dry run: {len(todo)} to send, {len(unchanged)} unchanged, {len(deletes)} to delete;"
                         " nothing was sent")
-    return EXIT_OK
+    return EXIT_FAILED if refusal else EXIT_OK
 
 
-def _print_summary(out: Output, summary: RunSummary, target: Target) -> None:
+def _print_summary(out: Output, summary: RunSummary, target: Target, delete_refused: str | None = None) -> None:
     d = summary.as_dict()
     d["event"] = "summary"
+    if delete_refused is not None:
+        d["delete_refused"] = delete_refused
+        if not out.json:
+            out.warn(f"FAILED  {delete_refused}")
     d.update(summary_fields(target))
     rate = summary.bytes_sent / summary.seconds if summary.seconds else 0.0
     # Each failure was named once, in its FAILED line as it happened: the summary only counts them.

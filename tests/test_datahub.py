@@ -326,11 +326,13 @@ def test_delete_removes_only_what_src_lacks(emu: EmulatorThread, hub_env: dict, 
     plain = run_cli(["--json", "sync", str(src), "algo:resnet@v1"], hub_env)
     assert plain.returncode == 0
     assert emu.datahub_path("algo", asset_id, v1, "gone2.py").exists()  # no delete without --delete
-    dry = run_cli(["--json", "sync", str(src), "algo:resnet@v1", "--delete", "--dry-run"], hub_env)
+    # Two of the version's three files go: more than half, so --max-delete says it is meant.
+    dry = run_cli(["--json", "sync", str(src), "algo:resnet@v1", "--delete", "--max-delete", "2", "--dry-run"],
+                  hub_env)
     assert sorted(o["remote"] for o in json_lines(dry.stdout) if o.get("event") == "would_delete") == [
         "algo:resnet@v1:/gone2.py", "algo:resnet@v1:/sub/gone.py"]
     assert emu.datahub_path("algo", asset_id, v1, "gone2.py").exists()
-    result = run_cli(["--json", "sync", str(src), "algo:resnet@v1", "--delete"], hub_env)
+    result = run_cli(["--json", "sync", str(src), "algo:resnet@v1", "--delete", "--max-delete", "2"], hub_env)
     assert result.returncode == 0, result.stderr
     assert not emu.datahub_path("algo", asset_id, v1, "gone2.py").exists()
     assert not emu.datahub_path("algo", asset_id, v1, "sub/gone.py").exists()

@@ -95,6 +95,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX runs_remote ON runs(job, remote, started_at);
     """,
+    # 3: the file system (st_dev) of each source at its last good pass, per remote: a delete pass
+    # on another one (a disk not mounted) deletes nothing.
+    """
+    CREATE TABLE source_devices(
+        key TEXT PRIMARY KEY,
+        device INTEGER NOT NULL,
+        recorded_at REAL NOT NULL
+    );
+    """,
 ]
 
 STATES = ("queued", "sending", "merged", "done", "failed")
@@ -645,6 +654,25 @@ class Journal:
 
         def w(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM files WHERE substr(remote,1,?)=?", (len(remote_prefix), remote_prefix))
+
+        await self._run(w)
+
+    # -- sources ---------------------------------------------------------------------------
+    async def source_device(self, key: str) -> int | None:
+        """The device recorded for a (remote, source) at its last good pass; None when none was."""
+
+        def q(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT device FROM source_devices WHERE key=?", (key,)).fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._run(q)
+
+    async def record_source_device(self, key: str, device: int) -> None:
+        now = self._clock()
+
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO source_devices(key,device,recorded_at) VALUES(?,?,?)",
+                         (key, device, now))
 
         await self._run(w)
 

@@ -17,6 +17,7 @@ from transfer.hashing import stat_file
 from transfer.models import LocalFile
 
 from ..config import DaemonConfig, WatchConfig
+from ..deleteguard import source_refusal
 from ..remotes import Remote
 from ..scanner import Excludes, ScanResult
 from .aggregator import Aggregator
@@ -74,7 +75,15 @@ class Job:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, in_use: int) -> int:
         """Watch first, then walk (so nothing changing during the walk is missed); returns the folders watched."""
+        # The file system deletes are checked against: the one the journal recorded at the last
+        # good pass (a daemon started while its disk is unmounted must not take the empty mount
+        # point for the source), else the source's now, recorded once it passes the guards.
         self.device = (await asyncio.to_thread(os.stat, self.root)).st_dev
+        recorded = await self.engine.journal.source_device(await self._source_key())
+        if recorded is not None:
+            self.device = recorded
+        elif (await asyncio.to_thread(source_refusal, self.root, None))[0] is None:
+            await self.engine.journal.record_source_device(await self._source_key(), self.device)
         self.dirs = await asyncio.to_thread(count_dirs, self.root, self.excludes)
         limit = await asyncio.to_thread(inotify_limit)
         self.mode = choose_mode(self.root, self.dirs, limit, in_use, force_poll=self.plan.watch.poll,
@@ -86,6 +95,10 @@ class Job:
         self._worker = asyncio.create_task(self._work(), name=f"hubsync-job-{self.name}")
         self.request_walk("")
         return self.dirs
+
+    async def _source_key(self) -> str:
+        real = await asyncio.to_thread(os.path.realpath, self.root)
+        return f"{self.engine.namespace}{self.target.prefix()} {real}"
 
     async def _start_watcher(self) -> None:
         watcher = Watcher(self.root, self.inbox, self.mode)
@@ -264,6 +277,8 @@ class Job:
         self.stats.deleted += len(outcome.deleted)
         if outcome.refused:
             self.stats.error(".", outcome.refused)
+        else:
+            await self.engine.journal.record_source_device(await self._source_key(), self.device)
 
     # -- sending (called by the scheduler) -----------------------------------------------------
     async def send(self, items: list[SendItem]) -> dict[str, str]:

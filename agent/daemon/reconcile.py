@@ -20,6 +20,7 @@ from pathlib import Path
 from transfer.engine import Engine, SendItem
 from transfer.remotepath import display
 
+from ..deleteguard import source_refusal
 from ..scanner import Excludes, ScanResult, scan
 from .logs import event as log_event
 from .target import JobTarget
@@ -153,23 +154,23 @@ async def delete_pass(candidates: list[tuple[str, bool]], *, root: Path, device:
                       engine: Engine, excludes: Excludes, max_delete: int, job: str) -> DeleteOutcome:
     """Delete remotely what is still gone locally; refuse the whole pass above `max_delete` files.
 
-    Nothing is deleted while the source itself is missing or on another file system than at
-    start: an unmounted disk looks like a folder whose files were all deleted.
+    Nothing is deleted while the source itself is missing, empty, an /etc/fstab mount point
+    that is not mounted, or on another file system than `device` (the one at the last good
+    pass): an unmounted disk looks like a folder whose files were all deleted. Checked at every
+    pass (agent.deleteguard).
     """
 
-    def still_gone() -> list[tuple[str, bool]] | None:
-        try:
-            if os.stat(root).st_dev != device:
-                return None
-        except OSError:
-            return None
-        return [(rel, d) for rel, d in candidates
-                if not os.path.lexists(root / rel) and not excludes.excluded(rel, d)]
+    def still_gone() -> tuple[str | None, list[tuple[str, bool]]]:
+        reason, _ = source_refusal(root, device)
+        if reason is not None:
+            return reason, []
+        return None, [(rel, d) for rel, d in candidates
+                      if not os.path.lexists(root / rel) and not excludes.excluded(rel, d)]
 
     outcome = DeleteOutcome()
-    found = await asyncio.to_thread(still_gone)
-    if found is None:
-        outcome.refused = f"delete pass refused: the source {root} is missing or another file system (unmounted?)"
+    reason, found = await asyncio.to_thread(still_gone)
+    if reason is not None:
+        outcome.refused = f"delete pass refused: {reason}; nothing was deleted"
         log_event(logging.ERROR, "delete_refused", outcome.refused, job=job, files=len(candidates))
         return outcome
     gone = dict(found)
