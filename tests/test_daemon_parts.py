@@ -289,7 +289,7 @@ async def test_no_delete_while_the_source_is_missing_or_another_file_system(tmp_
     for root, device in ((tmp_path, os.stat(tmp_path).st_dev + 1), (tmp_path / "unmounted", 0)):
         outcome = await delete_pass([("gone.txt", False)], root=root, device=device, target=None,  # type: ignore[arg-type]
                                     engine=None, excludes=Excludes([]), max_delete=1000, job="j")  # type: ignore[arg-type]
-        assert outcome.deleted == [] and "missing or another file system" in outcome.refused
+        assert outcome.deleted == [] and ("missing" in outcome.refused or "another file system" in outcome.refused)
 
 
 def test_deletions_are_taken_as_one_pass_once_they_stop() -> None:
