@@ -33,6 +33,9 @@ EXAMPLES = {
   hubsync login
   hubsync sync ./data private:/datasets/cifar
   hubsync --json status""",
+    "check": """examples:
+  hubsync check ./data private:/datasets/cifar
+  hubsync -q --json check ./cifar dataset:cifar@v3""",
     "login": """examples:
   hubsync login
   HUBSYNC_CONFIG=/etc/hubsync.toml hubsync login
@@ -133,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when output is not a terminal: a progress line every SECONDS (default 30)")
     add("daemon", "run every [[watch]] job of the config until SIGTERM")
     add("status", "what the journal holds: per remote the last run and files done/failed, errors")
+    p = add("check", "compare SRC with REMOTE without sending: missing, other size, only on REMOTE, refused names;"
+                     " exit 0 when they match, 1 when they differ", remotes=True)
+    p.add_argument("source", metavar="SRC", help="the local folder")
+    p.add_argument("remote", metavar="REMOTE", help="private:/dir, public:/dir or KIND:ASSET@VERSION[:/path]")
+    p.add_argument("--exclude", action="append", metavar="GLOB", help="repeatable, .gitignore-style")
     p = add("ls", "list a remote folder", remotes=True)
     p.add_argument("remote", metavar="REMOTE", help="private:/dir, public:/dir or KIND:ASSET@VERSION[:/path]")
     p = add("emulator", "run the stand-in platform on loopback (hubsync emulator --help: its options)")
@@ -225,6 +233,10 @@ def _main(argv: list[str] | None) -> int:
             return commands.cmd_status(config, out)
         if args.command == "login":
             return _run(commands.cmd_login(config, out))
+        if args.command == "check":
+            from .check import cmd_check
+
+            return _run(cmd_check(config, out, args))
         if args.command == "ls":
             return _run(commands.cmd_ls(config, out, args.remote))
         if args.command == "sync":

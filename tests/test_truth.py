@@ -76,3 +76,23 @@ def test_text_summary_says_repaired(emu: EmulatorThread, hub_env: dict, tmp_path
     assert result.returncode == 0, result.stderr
     assert "1 sent (1 repaired" in result.stdout, result.stdout
     assert md5_of(emu.private_path("t/a.bin")) == md5_of(src / "a.bin")
+
+
+def test_check_reports_drift_then_nothing(emu: EmulatorThread, hub_env: dict, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_random(src / "a.bin", 300, seed=1)
+    write_random(src / "b.bin", 400, seed=2)
+    assert run_cli(["sync", str(src), "private:/c"], hub_env).returncode == 0
+    assert run_cli(["check", str(src), "private:/c"], hub_env).returncode == 0
+    emu.private_path("c/a.bin").unlink()
+    emu.private_path("c/b.bin").write_bytes(b"other")
+    emu.private_path("c/extra.txt").write_bytes(b"x")
+    before = run_cli(["check", str(src), "private:/c"], hub_env)
+    assert before.returncode == 1, before.stderr
+    lines = before.stdout.splitlines()
+    assert any(line.startswith("missing") and "a.bin" in line for line in lines)
+    assert any(line.startswith("size") and "b.bin" in line for line in lines)
+    assert any(line.startswith("only_remote") and "extra.txt" in line for line in lines)
+    assert run_cli(["sync", str(src), "private:/c", "--delete"], hub_env).returncode == 0
+    after = run_cli(["-q", "check", str(src), "private:/c"], hub_env)
+    assert after.returncode == 0 and after.stdout == "", after.stdout
