@@ -116,6 +116,7 @@ class JsonLines:
         self.progress_events = progress_events
         self._flushed = 0.0
         self._done: dict[str, int] = {}  # each file's bytes so far, for progress events' bytes_done
+        self._hashed: dict[str, int] = {}  # the same for hashing events
 
     def emit(self, event: Event) -> None:
         done = None
@@ -123,8 +124,13 @@ class JsonLines:
             done = self._done[event.path] = self._done.get(event.path, 0) + event.bytes
             if not self.progress_events:
                 return
+        elif event.kind == "hashing":
+            done = self._hashed[event.path] = (self._hashed.get(event.path, 0) + event.bytes) if event.bytes else 0
+            if not self.progress_events and event.bytes:
+                return
         elif event.kind in ("done", "failed", "started"):
             self._done.pop(event.path, None)
+            self._hashed.pop(event.path, None)
         # Flushed at most every 0.1 s: a flush per event released the GIL to the hashing and
         # journal threads thousands of times a second (a third of a 5,000-small-file run).
         self._write(_event_line(event, rfc3339_now(), done), flush=event.kind == "failed")
@@ -164,6 +170,8 @@ class PlainLines:
             via = f" via {event.transport}" if event.transport else ""
             instant = ", instant: the platform held the content" if event.instant else ""
             self._line(f"sent    {event.path} -> {event.remote} ({human_size(event.size)}{via}{instant})")
+        elif event.kind == "hashing" and not event.bytes and not self.quiet:
+            self._line(f"hashing {event.path} ({human_size(event.size)}) before sending it")
         elif event.kind == "skipped" and self.verbose and not self.quiet:
             self._line(f"skipped {event.path} (unchanged since the journal recorded it done)")
         elif event.kind == "failed":
@@ -236,10 +244,16 @@ class RichProgress:
             self.progress.update(self.overall, total=self.tally.bytes_total)
             if kind == "skipped":
                 self.progress.advance(self.overall, event.size)
+        elif kind == "hashing":
+            self._hashing(event)
         elif kind == "started":
             self.in_flight.add(event.path)
-            if event.path not in self.active and len(self.active) < MAX_BARS:
-                self.active[event.path] = self.progress.add_task(escape(_short(display(event.path))), total=event.size)
+            name = escape(_short(display(event.path)))
+            task = self.active.get(event.path)
+            if task is not None:  # its hashing bar: from now on it counts bytes sent
+                self.progress.reset(task, total=event.size, description=name)
+            elif len(self.active) < MAX_BARS:
+                self.active[event.path] = self.progress.add_task(name, total=event.size)
         elif kind == "progress":
             self.progress.advance(self.overall, event.bytes)
             task = self.active.get(event.path)
@@ -257,6 +271,19 @@ class RichProgress:
             self.console.print(display(f"{event.path + ': ' if event.path else ''}{event.message or event.remote}"),
                                markup=False, highlight=False)
         self.progress.update(self.overall, description=self._describe_total())
+
+    def _hashing(self, event: Event) -> None:
+        """A large file being hashed before it is sent: its bar says so until sending starts."""
+        task = self.active.get(event.path)
+        if not event.bytes:  # hashing begins (again, after a change): shown at once, however fast it is
+            name = f"[cyan]hashing[/] {escape(_short(display(event.path), 32))}"
+            if task is not None:
+                self.progress.reset(task, total=event.size, description=name)
+            elif len(self.active) < MAX_BARS:
+                self.active[event.path] = self.progress.add_task(name, total=event.size)
+            self.progress.refresh()
+        elif task is not None:
+            self.progress.advance(task, event.bytes)
 
     def _bar_complete(self, path: str) -> None:
         """A file whose bytes are all sent leaves the display and counts as done (its confirmation follows)."""

@@ -28,6 +28,10 @@ T = TypeVar("T")
 # Lists one remote folder (all pages): how the engine checks the platform before skipping a file.
 ListFolder = Callable[[Space | DatahubSpace, str], Awaitable[list[RemoteEntry]]]
 LIST_CONCURRENCY = 8
+#: Files at least this large report their hashing (`hashing` events): it takes a noticeable while
+#: (md5 reads about 0.5 GiB/s), and until it ends nothing is sent.
+HASH_EVENTS_FROM = 16 << 20
+HASH_EVENT_STEP = 4 << 20  # bytes hashed between two `hashing` events of one file
 
 
 @dataclass(frozen=True)
@@ -314,7 +318,7 @@ class Engine:
             for item in source:  # one shared iterator: each item is prepared once
                 if self.draining:
                     break
-                digest = await self._guarded(item, summary, self._digest(item.local, summary, cache))
+                digest = await self._guarded(item, summary, self._digest(item.local, summary, cache, item.remote))
                 if digest is not None:
                     await ready.put((item, digest))
             preparing -= 1
@@ -395,7 +399,7 @@ class Engine:
 
     async def _digest(
         self, local: LocalFile, summary: RunSummary,
-        cache: dict[str, tuple[tuple[int, int, int, int], Digest]] | None = None,
+        cache: dict[str, tuple[tuple[int, int, int, int], Digest]] | None = None, remote: str = "",
     ) -> Digest:
         """The md5, from the journal's cache when stat and fingerprint are unchanged.
 
@@ -410,9 +414,30 @@ class Engine:
         if cached is not None:
             if await asyncio.to_thread(fingerprint, local.path, local.size) == cached.fingerprint:
                 return cached
-        digest = await asyncio.to_thread(hash_file, local)
+        digest = await self._hash(local, remote)
         summary.files_hashed += 1
         self._fresh[str(local.path)] = digest
+        return digest
+
+    async def _hash(self, local: LocalFile, remote: str) -> Digest:
+        """md5 in a thread; a large file says how far its hashing is (`hashing` events, bytes as deltas)."""
+        if local.size < HASH_EVENTS_FROM:
+            return await asyncio.to_thread(hash_file, local)
+        loop = asyncio.get_running_loop()
+        emit = self.progress.emit
+        pending = 0
+
+        def on_read(n: int) -> None:  # in the hashing thread: events go to the loop, in order
+            nonlocal pending
+            pending += n
+            if pending >= HASH_EVENT_STEP:
+                loop.call_soon_threadsafe(emit, Event("hashing", local.rel, remote, bytes=pending, size=local.size))
+                pending = 0
+
+        emit(Event("hashing", local.rel, remote, size=local.size))  # bytes 0: hashing begins
+        digest = await asyncio.to_thread(hash_file, local, on_read)
+        if pending:  # queued after every event of the thread, so still in order
+            emit(Event("hashing", local.rel, remote, bytes=pending, size=local.size))
         return digest
 
     async def _send(self, item: SendItem, digest: Digest, job: str, summary: RunSummary, scope: RunScope) -> _Sent:
@@ -431,7 +456,7 @@ class Engine:
                 self.progress.emit(Event("info", item.local.rel, item.remote, message=f"{exc}; sending again once stable"))
                 local = await self._wait_stable(item.local)
                 item = SendItem(local, item.target)
-                digest = await self._digest(local, summary)
+                digest = await self._digest(local, summary, remote=item.remote)
 
     async def _send_once(
         self, item: SendItem, digest: Digest, job: str, summary: RunSummary, scope: RunScope

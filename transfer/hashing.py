@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,11 @@ def md5_hex(data: bytes | memoryview) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def hash_file(local: LocalFile) -> Digest:
-    """md5 of the whole file in one pass; raises LocalFileChanged if it changed meanwhile."""
+def hash_file(local: LocalFile, on_read: Callable[[int], None] | None = None) -> Digest:
+    """md5 of the whole file in one pass; raises LocalFileChanged if it changed meanwhile.
+
+    `on_read(n)`, when given, is called (in this thread) after each block of n bytes is hashed.
+    """
     md5 = hashlib.md5()
     buf = bytearray(READ_BLOCK)
     view = memoryview(buf)
@@ -57,6 +61,8 @@ def hash_file(local: LocalFile) -> Digest:
                 break
             md5.update(view[:n])
             total += n
+            if on_read is not None:
+                on_read(n)
     after = stat_file(local.path, local.rel)
     if total != local.size or not after.same_stat(local):
         raise LocalFileChanged(f"{local.rel} changed while it was hashed")

@@ -8,7 +8,11 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class Event:
-    """One thing that happened. kind: queued, started, progress, done, skipped, failed, deleted, info."""
+    """One thing that happened. kind: queued, hashing, started, progress, done, skipped, failed, deleted, info.
+
+    `hashing` (large files only) and `progress` carry the bytes hashed or sent since the file's
+    previous event of that kind in `bytes`; a `hashing` event with 0 bytes says hashing begins.
+    """
 
     kind: str
     path: str = ""
