@@ -23,7 +23,7 @@ from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
 from .render import JsonLines, PlainLines, RichProgress, human_size
 from .scanner import Excludes, ScanResult, scan
 from .service import Services, journal_path, part_tag
-from .targets import Target, finish, resolve, summary_fields
+from .targets import Target, created_note, finish, resolve, summary_fields
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 3, 130, 141
 
@@ -172,6 +172,12 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
         sinks: list[ProgressSink] = []
         if out.json:
             sinks.append(out.jsonl)
+        created = created_note(services, target)
+        if created is not None:
+            if out.json:
+                out.jsonl.emit(Event("info", remote=str(target), message=created))
+            elif not out.quiet:
+                out.warn(f"note    {created}")
         for rel, problem in scanned.problems:
             if out.json:
                 out.jsonl.emit(Event("failed", rel, str(target), message=problem))
@@ -230,7 +236,9 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
             reason, device = await asyncio.to_thread(source_refusal, source, None)
             if reason is None:
                 await _record_source(services, target, source, device)
-        await finish(services, target, via)
+        kept = await finish(services, target, via)
+        if kept is not None:
+            out.warn(f"warning {kept}")
         await _remove_stale_parts(services, out)
     finally:
         await services.close()

@@ -62,11 +62,13 @@ class Target:
         items: list[SendItem] = []
         refused: list[Refused] = []
         prefix = self.prefix()
+        shown = f"{self}/" if self.path else str(self)  # the same folder for people (names)
         for local in files.files if isinstance(files, ScanResult) else files:
             try:
                 items.append(SendItem(local, self.remote.target(local.rel)))
             except RefusedName as exc:
-                refused.append(Refused(local, prefix + display(local.rel), exc.message))
+                rel = display(local.rel)
+                refused.append(Refused(local, prefix + rel, exc.message, shown + rel))
         return items, refused
 
     # -- the remote side -------------------------------------------------------------------
@@ -140,11 +142,13 @@ class Target:
         return staged, _FallbackStaged(staged, fallback)
 
 
-async def finish(services: Services, target: Target, via: str) -> None:
-    """After a one-shot run: drop the version's staging folder if the run left it empty."""
+async def finish(services: Services, target: Target, via: str) -> str | None:
+    """After a run (nothing else staged for the version): remove the staging folders it left
+    empty; returns a warning when one could not be removed."""
     if isinstance(target.space, DatahubSpace) and via == "staged" and not services.config.datahub.keep_staging:
         staged = StagedDatahubDestination(services.datahub(), services.http_destination(), folders=services.folders)
-        await staged.drop_staging(target.space)
+        return await staged.drop_staging(target.space)
+    return None
 
 
 class _FallbackStaged(StagedDatahubDestination):
@@ -178,6 +182,16 @@ async def resolve(services: Services, remote: Remote, *, create_version: str | N
     return Target(space, remote.path, str(remote))
 
 
+def created_note(services: Services, target: Target) -> str | None:
+    """'created version v2 of dataset cifar (from v1)' when this run created the target's version."""
+    space = target.space
+    if not isinstance(space, DatahubSpace) or space not in services.resolver().created:
+        return None
+    parent = services.resolver().created[space]
+    return (f"created version {space.version_name} of {space.kind} {space.asset_name}"
+            + (f" (from {parent})" if parent else ""))
+
+
 def explain(exc: Exception) -> str:
     """An engine error as the CLI tells it: with the option that fixes it, where one does."""
     if isinstance(exc, VersionNotFound):
@@ -196,4 +210,4 @@ def summary_fields(target: Target) -> dict[str, Any]:
     return fields
 
 
-__all__ = ["Target", "explain", "resolve", "summary_fields", "DatahubApi", "Resolver"]
+__all__ = ["Target", "created_note", "explain", "resolve", "summary_fields", "DatahubApi", "Resolver"]

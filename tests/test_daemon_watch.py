@@ -133,7 +133,10 @@ def test_watching_into_a_datahub_version(emu: EmulatorThread, hub_env: dict, tmp
         write_random(src / "sub" / "shard-0.bin", 3 << 20, seed=9)
         wait_for(lambda: arrived(emu.datahub_path("dataset", asset_id, v1, "raw/sub/shard-0.bin"),
                                  md5_of(src / "sub" / "shard-0.bin")))
-        # staged through private storage, and the staging copies removed once imported
-        staging = emu.private_path(".hubsync-staging")
-        wait_for(lambda: not [p for p in staging.rglob("*") if p.is_file()])
+        # staged through private storage, and the staging folders removed once their batch is done
+        wait_for(lambda: not emu.private_path(".hubsync-staging").exists())
+        # the log names the version, never its ids
+        sent = daemon.wait_event("sent", lambda e: e.get("path") == "sub/shard-0.bin")
+        assert sent["remote"] == "dataset:incoming@v1:/raw/sub/shard-0.bin"
+        assert asset_id not in daemon.tail(200) and v1 not in daemon.tail(200)
         assert daemon.stop() == 0

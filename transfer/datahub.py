@@ -223,6 +223,8 @@ class Resolver:
         self.poll_timeout = poll_timeout
         self.pacer = pacer or datahub.api.pacer  # polls on the policy's clock
         self._cache: dict[tuple[str, str, str], DatahubSpace] = {}
+        # The versions this resolver created, with their parent's name ('' for none): the run says so.
+        self.created: dict[DatahubSpace, str] = {}
 
     async def asset(self, kind: str, name_or_id: str) -> Asset:
         if _HEX_ID.match(name_or_id):
@@ -259,31 +261,34 @@ class Resolver:
         if not matches:
             if not create:
                 raise VersionNotFound(kind, found.name, version, [v.name for v in versions])
-            chosen = await self._create(kind, found, versions, version, parent)
+            chosen, parent_name = await self._create(kind, found, versions, version, parent)
         else:
             chosen = matches[0]
             if chosen.status != CREATED:
                 chosen = await self._wait_created(kind, found, chosen.name)
         space = DatahubSpace(kind, found.id, chosen.id, found.name, chosen.name)
         self._cache[key] = space
+        if not matches:
+            self.created[space] = parent_name
         return space
 
     async def _create(self, kind: str, asset: Asset, versions: list[Version], name: str,
-                      parent: str | None) -> Version:
+                      parent: str | None) -> tuple[Version, str]:
+        """Create version `name`; returns it and its parent's name ('' for none)."""
+        chosen: Version | None = None
         if kind == "image":
-            parent_id = ""
             if parent:
                 raise ParentNotApplicable(kind, asset.name)
         elif parent:
             candidates = self._match(versions, parent)
             if len(candidates) != 1:
                 raise ParentNotFound(kind, asset.name, parent, [v.name for v in versions])
-            parent_id = candidates[0].id
+            chosen = candidates[0]
         else:
             finished = [v for v in versions if v.status == CREATED]
-            parent_id = finished[0].id if finished else ""  # newest first: the latest version
-        await self.datahub.create_version(kind, asset.id, name, parent_id)
-        return await self._wait_created(kind, asset, name)
+            chosen = finished[0] if finished else None  # newest first: the latest version
+        await self.datahub.create_version(kind, asset.id, name, chosen.id if chosen else "")
+        return await self._wait_created(kind, asset, name), chosen.name if chosen else ""
 
     async def _wait_created(self, kind: str, asset: Asset, name: str) -> Version:
         """Poll queryVersionList with back-off until the version is created; fail on status 2 or time-out."""

@@ -43,7 +43,13 @@ class SendItem:
 
     @cached_property
     def remote(self) -> str:
+        """The journal's key of the target (a datahub version by ids)."""
         return str(self.target)
+
+    @cached_property
+    def label(self) -> str:
+        """The target as events and messages show it (a datahub version by its names)."""
+        return self.remote if isinstance(self.target.space, Space) else self.target.label()
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class Refused:
     local: LocalFile
     remote: str
     reason: str
+    shown: str = ""  # `remote` for people (a datahub version by its names); default `remote`
 
     @property
     def rel(self) -> str:
@@ -234,7 +241,7 @@ class Engine:
             job=job, clear_under=None if clear_under is None else self.namespace + clear_under,
         )
         for r in refused:
-            self.progress.emit(Event("failed", r.rel, r.remote, message=r.reason))
+            self.progress.emit(Event("failed", r.rel, r.shown or r.remote, message=r.reason))
             log.info("refused %s: %s", r.rel, r.reason)  # the failed event reports it; -v logs it too
 
     async def run(self, items: list[SendItem], *, job: str = "", remote_prefix: str = "",
@@ -266,7 +273,7 @@ class Engine:
                 again = {id(item) for item, _ in repairs}
                 unchanged = [item for item in unchanged if id(item) not in again]
                 for item, reason in repairs:
-                    self.progress.emit(Event("info", item.local.rel, item.remote, message=f"{reason}: sending again"))
+                    self.progress.emit(Event("info", item.local.rel, item.label, message=f"{reason}: sending again"))
                 todo += [item for item, _ in repairs]
                 summary.repairing = {item.remote for item, _ in repairs}
         if merged:
@@ -275,9 +282,9 @@ class Engine:
             todo += await self._confirm(merged, summary, scope, final=False, retry_unconfirmed=True)
         for item in unchanged:
             summary.files_skipped += 1
-            self.progress.emit(Event("skipped", item.local.rel, item.remote, size=item.local.size))
+            self.progress.emit(Event("skipped", item.local.rel, item.label, size=item.local.size))
         for item in todo:
-            self.progress.emit(Event("queued", item.local.rel, item.remote, size=item.local.size))
+            self.progress.emit(Event("queued", item.local.rel, item.label, size=item.local.size))
 
         for round_ in range(self.change_retries + 1):
             changed = await self._round(todo, job, summary, scope, final=round_ == self.change_retries)
@@ -285,7 +292,7 @@ class Engine:
                 break
             todo = []
             for item in changed:
-                self.progress.emit(Event("info", item.local.rel, item.remote,
+                self.progress.emit(Event("info", item.local.rel, item.label,
                                          message="changed after it was sent; sending again once stable"))
                 local = await self._guarded(item, summary, self._wait_stable(item.local))
                 if local is not None:
@@ -318,7 +325,7 @@ class Engine:
             for item in source:  # one shared iterator: each item is prepared once
                 if self.draining:
                     break
-                digest = await self._guarded(item, summary, self._digest(item.local, summary, cache, item.remote))
+                digest = await self._guarded(item, summary, self._digest(item.local, summary, cache, item.label))
                 if digest is not None:
                     await ready.put((item, digest))
             preparing -= 1
@@ -393,8 +400,8 @@ class Engine:
             record = await self.journal.get(display(item.local.path), self._key(item))
             if record is not None:
                 await self.journal.update(record.id, state="failed", last_error=message)
-            self.progress.emit(Event("failed", item.local.rel, item.remote, message=message))
-            log.info("failed %s -> %s: %s", item.local.rel, item.remote, message)  # reported once, by the event
+            self.progress.emit(Event("failed", item.local.rel, item.label, message=message))
+            log.info("failed %s -> %s: %s", item.local.rel, item.label, message)  # reported once, by the event
             return None
 
     async def _digest(
@@ -453,10 +460,10 @@ class Engine:
                 attempt += 1
                 if attempt > self.change_retries:
                     raise
-                self.progress.emit(Event("info", item.local.rel, item.remote, message=f"{exc}; sending again once stable"))
+                self.progress.emit(Event("info", item.local.rel, item.label, message=f"{exc}; sending again once stable"))
                 local = await self._wait_stable(item.local)
                 item = SendItem(local, item.target)
-                digest = await self._digest(local, summary, remote=item.remote)
+                digest = await self._digest(local, summary, remote=item.label)
 
     async def _send_once(
         self, item: SendItem, digest: Digest, job: str, summary: RunSummary, scope: RunScope
@@ -479,7 +486,7 @@ class Engine:
                                              f" {self.destination.transport} again"))
             else:
                 self.progress.emit(
-                    Event("info", item.local.rel, item.remote, message=f"{exc}: retrying over {self.fallback.transport}")
+                    Event("info", item.local.rel, item.label, message=f"{exc}: retrying over {self.fallback.transport}")
                 )
             return await self._send_via(self.fallback, item, digest, job, summary, scope)
 
@@ -493,13 +500,13 @@ class Engine:
             transport=destination.transport, digest=fresh if fresh == digest else None,
         )
         resume = ResumeState(self.journal, record, digest.md5, self.chunk_size)
-        self.progress.emit(Event("started", item.local.rel, item.remote, size=item.local.size,
+        self.progress.emit(Event("started", item.local.rel, item.label, size=item.local.size,
                                  transport=destination.transport))
 
         def on_bytes(n: int, crossed: bool) -> None:
             if crossed:
                 summary.bytes_sent += n
-            self.progress.emit(Event("progress", item.local.rel, item.remote, bytes=n, size=item.local.size))
+            self.progress.emit(Event("progress", item.local.rel, item.label, bytes=n, size=item.local.size))
 
         instant = await destination.send(item.local, digest, item.target, resume, on_bytes, scope=scope)
         summary.transports.add(destination.transport)
@@ -566,13 +573,13 @@ class Engine:
                     await self.journal.update(entry.record.id, state="failed", last_error=problem)
                     summary.files_failed += 1
                     summary.failures.append((entry.item.local.rel, problem))
-                    self.progress.emit(Event("failed", entry.item.local.rel, entry.item.remote, message=problem))
+                    self.progress.emit(Event("failed", entry.item.local.rel, entry.item.label, message=problem))
             await self.journal.update_many([e.record.id for e in confirmed], state="done", last_error=None)
             for entry in confirmed:
                 summary.files_sent += 1
                 if entry.item.remote in summary.repairing:
                     summary.files_repaired += 1
-                self.progress.emit(Event("done", entry.item.local.rel, entry.item.remote,
+                self.progress.emit(Event("done", entry.item.local.rel, entry.item.label,
                                          size=entry.item.local.size, transport=destination.transport,
                                          instant=entry.instant))
         return changed

@@ -54,6 +54,12 @@ class RemoteTarget:
         # folder is canonical and name a single component: no join needed (hot in planning).
         return f"{self.space}:/{self.folder}/{self.name}" if self.folder else f"{self.space}:/{self.name}"
 
+    def label(self) -> str:
+        """For people: a datahub version by its names where known (str() is the journal's key, by ids)."""
+        if isinstance(self.space, DatahubSpace):
+            return f"{self.space.label()}:/{self.path}"
+        return str(self)
+
 
 def file_space(target: RemoteTarget) -> Space:
     """The private/public space of a file-storage target (a datahub target is a programming error)."""

@@ -71,6 +71,10 @@ class Job:
         self._links_told: set[str] = set()  # skipped symbolic links already logged
         self.dirs = 0
         self.device = 0  # the source's file system at start: deletes stop if it changes (unmounted)
+        # Batches in flight; the staging folders are removed only when none is, and no batch
+        # starts while they are being removed (it would stage into a folder about to go).
+        self._batches = 0
+        self._unstaging = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, in_use: int) -> int:
@@ -287,14 +291,27 @@ class Job:
         if not fresh:
             return {}
         prefix = os.path.commonprefix([item.remote for item in fresh])
+        async with self._unstaging:
+            self._batches += 1
         try:
             summary = await self.engine.run(fresh, job=self.name, remote_prefix=prefix)
         finally:
+            self._batches -= 1
             for item in fresh:  # none of them is in flight any more, whatever the events said
-                self.stats.live.pop(item.remote, None)
+                self.stats.live.pop(item.label, None)
+        await self._finish()
         self.stats.files_hashed += summary.files_hashed
         self.stats.bytes_sent += summary.bytes_sent
         return dict(summary.failures)
+
+    async def _finish(self) -> None:
+        """The last batch in flight ended: remove the staging folders it left empty."""
+        async with self._unstaging:
+            if self._batches:
+                return
+            kept = await self.target.finish()
+        if kept is not None:
+            log_event(logging.WARNING, "staging_kept", kept, job=self.name)
 
     # -- reading -------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

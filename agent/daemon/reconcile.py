@@ -195,7 +195,7 @@ async def delete_pass(candidates: list[tuple[str, bool]], *, root: Path, device:
             # Forget what the journal held, so the same file coming back is sent again.
             await engine.forget(target.remote_of(rel), folder=present[rel].is_dir)
             outcome.deleted.append(rel)
-            log_event(logging.INFO, "deleted", job=job, path=rel, remote=target.remote_of(rel))
+            log_event(logging.INFO, "deleted", job=job, path=rel, remote=target.shown(rel))
     return outcome
 
 

@@ -19,7 +19,7 @@ from transfer.models import LocalFile, RemoteEntry, RemoteTarget
 from ..remotes import Remote, parse_remote
 from ..scanner import Excludes
 from ..service import Services
-from ..targets import Target, resolve
+from ..targets import Target, finish, resolve
 
 
 def parse_job_remote(text: str, where: str) -> Remote:
@@ -56,6 +56,10 @@ class JobTarget:
         """The journal's name for `rel` (ids, never display names)."""
         return str(self.target_of(rel))
 
+    def shown(self, rel: str) -> str:
+        """`rel` on the remote as people read it (a datahub version by its names)."""
+        return self.target.remote_of(rel)
+
     def items(self, files: Iterable[LocalFile]) -> tuple[list[SendItem], list[Refused]]:
         """(to send, refused for their names)."""
         return self.target.items(list(files))
@@ -89,6 +93,10 @@ class JobTarget:
                 if entry is not None and self.target.remote.child(parent, name) is not None:
                     found[rel] = entry
         return found
+
+    async def finish(self) -> str | None:
+        """Once no batch of the job is in flight: remove the staging folders left empty (a warning when one stays)."""
+        return await finish(self.services, self.target, self.services.config.datahub.via)
 
     async def delete(self, rels: list[str]) -> None:
         """Delete files or folders (all or nothing, as the platform does)."""

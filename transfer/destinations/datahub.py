@@ -230,24 +230,44 @@ class StagedDatahubDestination:
             except TransferError as exc:
                 log.warning("could not delete %d staging copies: %s", len(paths[start : start + 100]), exc)
 
-    async def drop_staging(self, space: DatahubSpace) -> None:
-        """Delete a version's staging folder once no file is left anywhere below it.
+    async def drop_staging(self, space: DatahubSpace) -> str | None:
+        """Remove what a run emptied: the version's staging folder once no file is left anywhere
+        below it, then `.hubsync-staging/<asset-id>` and `.hubsync-staging` once they hold nothing.
 
-        Call it when nothing else is being staged for that version (the end of a run).
+        Call it when nothing else is being staged for that version (the end of a run). A folder
+        that cannot be listed or deleted is kept: the files are in the version all the same, so
+        that is a warning (returned as one line), never a failure.
         """
-        folder = staging_folder(space)
-        pending = [folder]
+        version = staging_folder(space)
+        folder = version
         try:
-            while pending:
-                for entry in await self.datahub.api.list_folder(Space.PRIVATE, pending.pop()):
-                    if not entry.is_dir:
-                        return
-                    pending.append(entry.path)
-            await self.datahub.api.delete(Space.PRIVATE, [folder])
-            if self.folders is not None:
-                self.folders.forget(Space.PRIVATE, folder)
+            for folder in (version, remotepath.join(STAGING_ROOT, space.asset_id), STAGING_ROOT):
+                try:
+                    entries = await self.datahub.api.list_folder(Space.PRIVATE, folder)
+                except PlatformRefused:
+                    continue  # not there (a missing folder is refused): nothing to remove at this level
+                # The version's folder goes once no file is left below it; the levels above only
+                # when empty (another version's or asset's staging may be under way there).
+                busy = await self._holds_files(entries) if folder == version else bool(entries)
+                if busy:
+                    return None
+                await self.datahub.api.delete(Space.PRIVATE, [folder])
+                if self.folders is not None:
+                    self.folders.forget(Space.PRIVATE, folder)
         except TransferError as exc:
-            log.info("staging folder %s kept: %s", folder, exc)
+            return f"staging folder private:/{folder} kept: {exc}"
+        return None
+
+    async def _holds_files(self, entries: builtins.list[RemoteEntry]) -> bool:
+        """Whether a file is anywhere below these entries (the folders they name walked level by level)."""
+        pending = [entries]
+        while pending:
+            level = pending.pop()
+            if any(not e.is_dir for e in level):
+                return True
+            for entry in level:
+                pending.append(await self.datahub.api.list_folder(Space.PRIVATE, entry.path))
+        return False
 
 
 def _stage(item: ConfirmItem) -> str:
