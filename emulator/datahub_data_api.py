@@ -167,13 +167,13 @@ async def delete_files(request: web.Request) -> web.Response:
 # -- listing ------------------------------------------------------------------------------------
 
 
-def _row_json(folder: tuple[str, ...], entry: Entry, image: bool) -> dict[str, Any]:
+def _row_json(folder: tuple[str, ...], entry: Entry, image: bool, clock_offset: float = 0.0) -> dict[str, Any]:
     row: dict[str, Any] = {
         "fileName": entry.name,
         "fileType": 2 if entry.is_dir else 1,
         "symbolicLink": 1,
         "fileSize": entry.size,
-        "updateTime": int(entry.mtime * 1000),
+        "updateTime": int((entry.mtime + clock_offset) * 1000),
         "currentPath": "/".join(folder),
         "filePath": "/".join((*folder, entry.name)),
         "relativePath": None,
@@ -197,7 +197,8 @@ async def _file_list(request: web.Request, image: bool) -> web.Response:
     version = find_version(asset, version_id)
     async with datahub_errors():
         entries = await asyncio.to_thread(list_folder, store_of(request).files_dir(asset, version.id), folder)
-    rows = [_row_json(folder, e, image) for e in page_of(entries, current, size)]
+    offset = request.app[STATE].config.faults.clock_offset
+    rows = [_row_json(folder, e, image, offset) for e in page_of(entries, current, size)]
     data = {"total": len(entries), "rows": rows, "relativePath": asset_path(asset, version.id)}
     return datahub_ok(data, message=_SEED_OK)
 

@@ -60,6 +60,10 @@ class Faults:
     lenient_paths: bool = False
     #: Seconds between a submitId's last chunk and its file appearing in the version.
     datahub_assemble_delay: float = 0.1
+    #: Seconds added to every time the platform reports of a file (listings' updateTime and
+    #: lastModifyTime, datahub updateTime, SFTP stat mtimes): a platform clock ahead of the
+    #: client's (+) or behind it (-). Times the platform stores are untouched.
+    clock_offset: float = 0.0
     _rng: random.Random = field(init=False, repr=False, compare=False)
     _consecutive: int = field(default=0, init=False, repr=False, compare=False)
 
@@ -131,6 +135,10 @@ def _check(name: str, value: Any) -> Any:
     if name in _DELAYS:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError(f"{name} must be a number >= 0")
+        return float(value)
+    if name == "clock_offset":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("clock_offset must be a number of seconds")
         return float(value)
     if name == "token_lifetime":
         if value is None:

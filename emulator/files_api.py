@@ -176,17 +176,18 @@ def human_size(size: int) -> str:
     return f"{value:.2f}TB"
 
 
-def _entry_json(folder: tuple[str, ...], entry: Entry) -> dict[str, Any]:
+def _entry_json(folder: tuple[str, ...], entry: Entry, clock_offset: float = 0.0) -> dict[str, Any]:
     size = _FOLDER_SIZE if entry.is_dir else entry.size
+    mtime = entry.mtime + clock_offset  # the platform's clock, as skewed as a test makes it
     return {
         "fileName": entry.name,
         "fileSize": human_size(size),
         "isDirectory": "1" if entry.is_dir else "0",
         "filePath": display_path((*folder, entry.name)),
         "parentPath": display_path(folder),
-        "updateTime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.mtime)),
+        "updateTime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime)),
         "fileSizeBytes": size,
-        "lastModifyTime": int(entry.mtime * 1000),
+        "lastModifyTime": int(mtime * 1000),
     }
 
 
@@ -214,7 +215,8 @@ async def get_folder_info(request: web.Request) -> web.Response:
     if name_filter:
         entries = [e for e in entries if name_filter in e.name]
     page = entries[begin - 1 : begin - 1 + count]
-    return file_ok([_entry_json(folder, e) for e in page])
+    offset = state.config.faults.clock_offset
+    return file_ok([_entry_json(folder, e, offset) for e in page])
 
 
 # -- the md5 chunk protocol -------------------------------------------------------------------

@@ -160,7 +160,21 @@ class _SpaceSftp(asyncssh.SFTPServer):
             yield asyncssh.SFTPName(name, attrs=asyncssh.SFTPAttrs.from_local(os.lstat(os.path.join(local, name))))
         with os.scandir(local) as entries:
             for entry in entries:
-                yield asyncssh.SFTPName(entry.name, attrs=asyncssh.SFTPAttrs.from_local(entry.stat(follow_symlinks=False)))
+                yield asyncssh.SFTPName(entry.name, attrs=self._attrs(entry.stat(follow_symlinks=False)))
+
+    # The platform's clock, as skewed as the clock_offset fault makes it (the listings' too).
+    def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        return self._attrs(os.stat(self.map_path(path)))
+
+    def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        return self._attrs(os.lstat(self.map_path(path)))
+
+    def _attrs(self, st: os.stat_result) -> asyncssh.SFTPAttrs:
+        attrs = asyncssh.SFTPAttrs.from_local(st)
+        offset = round(self._faults.clock_offset)
+        if offset and attrs.mtime is not None:
+            attrs.mtime += offset
+        return attrs
 
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         file_obj = super().open(path, pflags, attrs)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
+
+import pytest
 
 from emulator.testing import EmulatorThread
 from transfer.drift import drift
@@ -18,14 +21,16 @@ def _entry(size: int, mtime_ms: int | None = None, is_dir: bool = False) -> Remo
 
 
 def test_drift_rules() -> None:
-    done = 1_000_000.0
-    assert drift(10, done, None) == "missing on the remote"
-    assert "bytes on the remote" in (drift(10, done, _entry(11)) or "")
-    assert drift(10, done, _entry(0, is_dir=True)) is not None
-    assert drift(10, done, _entry(10, int(done * 1000))) is None  # written before it was confirmed
-    assert drift(10, done, _entry(10, int(done * 1000) + 60_000)) == "changed on the remote after it was sent"
-    assert drift(10, done, _entry(10, None)) is None  # no time in the listing: size decides
-    assert drift(10, None, _entry(10, int(done * 1000) + 60_000)) is None  # no confirmation time recorded
+    seen = 1_000_000_000  # the platform's time for the file when it was confirmed (its clock, ms)
+    assert drift(10, seen, None) == "missing on the remote"
+    assert "bytes on the remote" in (drift(10, seen, _entry(11)) or "")
+    assert drift(10, seen, _entry(0, is_dir=True)) is not None
+    assert drift(10, seen, _entry(10, seen)) is None  # as confirmed
+    assert drift(10, seen, _entry(10, seen + 999)) is None  # SFTP's whole seconds against a listing's ms
+    assert drift(10, seen, _entry(10, seen + 60_000)) == "changed on the remote since it was sent"
+    assert drift(10, seen, _entry(10, seen - 60_000)) is not None  # replaced by a file with an older time
+    assert drift(10, seen, _entry(10, None)) is None  # no time in the listing: size decides
+    assert drift(10, None, _entry(10, seen + 60_000)) is None  # none recorded (an older journal): size decides
 
 
 def _sync(src: Path, env: dict, *extra: str) -> dict:
@@ -96,3 +101,65 @@ def test_check_reports_drift_then_nothing(emu: EmulatorThread, hub_env: dict, tm
     assert run_cli(["sync", str(src), "private:/c", "--delete"], hub_env).returncode == 0
     after = run_cli(["-q", "check", str(src), "private:/c"], hub_env)
     assert after.returncode == 0 and after.stdout == "", after.stdout
+
+
+@pytest.mark.parametrize("offset", [3600.0, -3600.0])
+def test_a_skewed_platform_clock_neither_fakes_nor_hides_a_change(
+    emu: EmulatorThread, hub_env: dict, tmp_path: Path, offset: float,
+) -> None:
+    # The platform's clock an hour ahead of ours (every file would look changed there after it
+    # was confirmed) or behind it (a replacement would look older than the confirmation).
+    emu.faults.clock_offset = offset
+    src = tmp_path / "src"
+    for i in range(3):
+        write_random(src / f"f{i}.bin", 2000, seed=i)
+    assert _sync(src, hub_env)["files_sent"] == 3
+    noop = _sync(src, hub_env)
+    assert noop["files_repaired"] == 0 and noop["files_sent"] == 0 and noop["files_skipped"] == 3
+    # Replaced there by other bytes of the same size, a little later on the platform's clock.
+    replaced = emu.private_path("d/f1.bin")
+    before = replaced.stat().st_mtime
+    replaced.write_bytes(bytes(2000))
+    os.utime(replaced, (before + 30, before + 30))
+    summary = _sync(src, hub_env)
+    assert summary["files_repaired"] == 1 and summary["files_sent"] == 1, summary
+    assert md5_of(replaced) == md5_of(src / "f1.bin")
+    assert _sync(src, hub_env)["files_repaired"] == 0
+
+
+def test_over_sftp_the_servers_mtime_is_the_baseline(emu_sftp: EmulatorThread, sftp_env: dict, tmp_path: Path) -> None:
+    emu_sftp.faults.clock_offset = 3600.0
+    src = tmp_path / "src"
+    write_random(src / "a.bin", 3000, seed=1)
+    first = _sync(src, sftp_env, "--transport", "sftp")
+    assert first["files_sent"] == 1 and first["transports"] == ["sftp"], first
+    assert _sync(src, sftp_env, "--transport", "sftp")["files_repaired"] == 0  # its whole seconds match the listing
+    remote = emu_sftp.private_path("d/a.bin")
+    before = remote.stat().st_mtime
+    remote.write_bytes(bytes(3000))
+    os.utime(remote, (before + 30, before + 30))
+    assert _sync(src, sftp_env, "--transport", "sftp")["files_repaired"] == 1
+    assert md5_of(remote) == md5_of(src / "a.bin")
+
+
+def test_a_journal_from_before_remote_times_takes_the_listings_time_as_its_baseline(
+    emu: EmulatorThread, hub_env: dict, tmp_path: Path,
+) -> None:
+    src = tmp_path / "src"
+    write_random(src / "a.bin", 2000, seed=1)
+    assert _sync(src, hub_env)["files_sent"] == 1
+    journal = tmp_path / "state" / "journal.sqlite3"
+    with sqlite3.connect(journal) as conn:  # as a journal of schema 3 holds it after the upgrade
+        conn.execute("UPDATE files SET remote_mtime_ms=NULL")
+    remote = emu.private_path("d/a.bin")
+    later = remote.stat().st_mtime + 30
+    os.utime(remote, (later, later))
+    # No time recorded: size decides (no false repair), and the time shown now is kept...
+    assert _sync(src, hub_env)["files_repaired"] == 0
+    with sqlite3.connect(journal) as conn:
+        assert conn.execute("SELECT remote_mtime_ms FROM files").fetchone()[0] == int(later * 1000)
+    # ...so a later replacement of the same size is seen.
+    remote.write_bytes(bytes(2000))
+    os.utime(remote, (later + 30, later + 30))
+    assert _sync(src, hub_env)["files_repaired"] == 1
+    assert md5_of(remote) == md5_of(src / "a.bin")

@@ -162,11 +162,12 @@ class Engine:
 
     # -- planning --------------------------------------------------------------------------
     async def _plan(
-        self, items: list[SendItem], remote_prefix: str, done_at: dict[str, float | None] | None = None
+        self, items: list[SendItem], remote_prefix: str, confirmed: dict[str, int | None] | None = None
     ) -> tuple[list[SendItem], list[SendItem], list[_Sent]]:
         """(to send, unchanged since recorded done, merged by a crashed run): one journal read, stat only.
 
-        `done_at`, when given, receives when each unchanged file was confirmed (by remote).
+        `confirmed`, when given, receives the platform's time for each unchanged file when it was
+        confirmed (by remote; None where it showed none).
         """
         rows = await self.journal.plan_rows(self.namespace + remote_prefix)
         send: list[SendItem] = []
@@ -178,8 +179,8 @@ class Engine:
                 send.append(item)
             elif row.state == "done":
                 unchanged.append(item)
-                if done_at is not None:
-                    done_at[item.remote] = row.done_at
+                if confirmed is not None:
+                    confirmed[item.remote] = row.remote_mtime_ms
             elif row.state == "merged" and (destination := self._by_transport(row.transport)):
                 record = await self.journal.get(display(item.local.path), self._key(item))
                 if record is None:
@@ -190,21 +191,31 @@ class Engine:
                 send.append(item)
         return send, unchanged, merged
 
-    async def pending(self, items: list[SendItem], remote_prefix: str) -> tuple[list[SendItem], list[SendItem]]:
-        """Split items into (to send, unchanged since the journal recorded them done): stat only."""
-        send, unchanged, merged = await self._plan(items, remote_prefix)
+    async def pending(
+        self, items: list[SendItem], remote_prefix: str, confirmed: dict[str, int | None] | None = None
+    ) -> tuple[list[SendItem], list[SendItem]]:
+        """Split items into (to send, unchanged since the journal recorded them done): stat only.
+
+        `confirmed`, when given, receives what `drifted` needs of the unchanged ones.
+        """
+        send, unchanged, merged = await self._plan(items, remote_prefix, confirmed)
         return send + [m.item for m in merged], unchanged
 
     async def drifted(
-        self, unchanged: list[SendItem], list_folder: ListFolder, done_at: dict[str, float | None] | None = None,
+        self, unchanged: list[SendItem], list_folder: ListFolder, confirmed: dict[str, int | None] | None = None,
     ) -> list[tuple[SendItem, str]]:
         """The files among `unchanged` (recorded done, stat unchanged) that the remote no longer
         holds as sent, with the reason: one listing per remote folder, a few folders at a time,
         each listing dropped once compared. A folder that cannot be listed counts as missing
-        (sending again is what is safe, and cheap where the platform still holds the content)."""
-        done_at = done_at or {}
+        (sending again is what is safe, and cheap where the platform still holds the content).
+
+        `confirmed` (from `pending`) holds the platform's time for each file at its confirmation;
+        a file confirmed before the journal kept one takes the time shown now as its baseline.
+        """
+        confirmed = confirmed or {}
         limit = asyncio.Semaphore(LIST_CONCURRENCY)
         found: list[tuple[SendItem, str]] = []
+        baselines: list[tuple[str, str, int]] = []
 
         async def one(space: Space | DatahubSpace, folder: str, group: list[tuple[str, SendItem]]) -> None:
             async with limit:
@@ -216,12 +227,17 @@ class Engine:
                     found.extend((item, f"its remote folder could not be listed ({exc})") for _, item in group)
                     return
             for name, item in group:
-                reason = drift(item.local.size, done_at.get(item.remote), listing.get(name))
+                entry = listing.get(name)
+                known = confirmed.get(item.remote)
+                reason = drift(item.local.size, known, entry)
                 if reason is not None:
                     found.append((item, reason))
+                elif known is None and entry is not None and entry.mtime_ms:
+                    baselines.append((display(item.local.path), self._key(item), entry.mtime_ms))
 
         await _all_or_none([one(space, folder, group) for (space, folder), group
                             in by_folder((item.target, item) for item in unchanged).items()])
+        await self.journal.adopt_remote_times(baselines)
         return found
 
     async def forget(self, remote: str, *, folder: bool = False) -> None:
@@ -265,10 +281,10 @@ class Engine:
         refused = refused or []
         summary.files_failed += len(refused)
         summary.failures.extend((r.rel, r.reason) for r in refused)
-        done_at: dict[str, float | None] = {}
-        todo, unchanged, merged = await self._plan(items, remote_prefix, done_at)
+        confirmed: dict[str, int | None] = {}
+        todo, unchanged, merged = await self._plan(items, remote_prefix, confirmed)
         if verify is not None and unchanged:
-            repairs = await self.drifted(unchanged, verify, done_at)
+            repairs = await self.drifted(unchanged, verify, confirmed)
             if repairs:
                 again = {id(item) for item, _ in repairs}
                 unchanged = [item for item in unchanged if id(item) not in again]
@@ -556,6 +572,7 @@ class Engine:
             # One thread hop stats the whole group; one transaction records the confirmed ones.
             same = await asyncio.to_thread(_all_still_same, [e.item.local for e in group])
             confirmed: list[_Sent] = []
+            times: dict[int, int | None] = {}  # record id -> the platform's time for it, as confirmed
             for i, entry in enumerate(group):
                 problem = (results[i].error if results is not None else f"could not confirm: {error}")
                 if problem is None and not same[i]:
@@ -569,12 +586,13 @@ class Engine:
                     continue
                 if problem is None:
                     confirmed.append(entry)
+                    times[entry.record.id] = results[i].mtime_ms if results is not None else None
                 else:
                     await self.journal.update(entry.record.id, state="failed", last_error=problem)
                     summary.files_failed += 1
                     summary.failures.append((entry.item.local.rel, problem))
                     self.progress.emit(Event("failed", entry.item.local.rel, entry.item.label, message=problem))
-            await self.journal.update_many([e.record.id for e in confirmed], state="done", last_error=None)
+            await self.journal.mark_done([(e.record.id, times[e.record.id]) for e in confirmed])
             for entry in confirmed:
                 summary.files_sent += 1
                 if entry.item.remote in summary.repairing:

@@ -104,6 +104,12 @@ MIGRATIONS: list[str] = [
         recorded_at REAL NOT NULL
     );
     """,
+    # 4: the time the platform showed for a file when it was confirmed, on the platform's clock
+    # (ms; NULL where it showed none): drift compares remote time with remote time, never with
+    # done_at (the local clock), so a skewed platform clock neither fakes nor hides a change.
+    """
+    ALTER TABLE files ADD COLUMN remote_mtime_ms INTEGER;
+    """,
 ]
 
 STATES = ("queued", "sending", "merged", "done", "failed")
@@ -149,7 +155,8 @@ class PlanRow(NamedTuple):
     stat_key: tuple[int, int, int, int]
     state: str
     transport: str | None
-    done_at: float | None = None  # when it was confirmed (epoch seconds)
+    done_at: float | None = None  # when it was confirmed (epoch seconds, the local clock)
+    remote_mtime_ms: int | None = None  # the time the platform showed for it then (its clock)
 
 
 def _record(row: sqlite3.Row) -> FileRecord:
@@ -484,11 +491,11 @@ class Journal:
 
         def q(conn: sqlite3.Connection) -> dict[tuple[str, str], PlanRow]:
             rows = conn.execute(
-                "SELECT local_path,remote,size,mtime_ns,inode,device,state,transport,done_at FROM files"
-                " WHERE substr(remote,1,?)=?",
+                "SELECT local_path,remote,size,mtime_ns,inode,device,state,transport,done_at,remote_mtime_ms"
+                " FROM files WHERE substr(remote,1,?)=?",
                 (len(remote_prefix), remote_prefix),
             )
-            return {(r[0], r[1]): PlanRow((r[2], r[3], r[4], r[5]), r[6], r[7], r[8]) for r in rows}
+            return {(r[0], r[1]): PlanRow((r[2], r[3], r[4], r[5]), r[6], r[7], r[8], r[9]) for r in rows}
 
         return await self._run(q)
 
@@ -541,7 +548,8 @@ class Journal:
                     same = row["md5"] == md5 and row["chunk_size"] == chunk_size
                     conn.execute(
                         "UPDATE files SET job=?,size=?,mtime_ns=?,inode=?,device=?,md5=?,chunk_size=?,state='sending',"
-                        "attempts=attempts+1,transport=COALESCE(?,transport),resume=?,updated_at=?,done_at=NULL WHERE id=?",
+                        "attempts=attempts+1,transport=COALESCE(?,transport),resume=?,updated_at=?,done_at=NULL,"
+                        "remote_mtime_ms=NULL WHERE id=?",
                         (job, local.size, local.mtime_ns, local.inode, local.device, md5, chunk_size, transport,
                          row["resume"] if same else None, now, row["id"]),
                     )
@@ -588,6 +596,36 @@ class Journal:
         def w(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
                 conn.executemany(f"UPDATE files SET {cols} WHERE id=?", [(*values, i) for i in file_ids])
+
+        await self._run(w)
+
+    async def mark_done(self, confirmed: list[tuple[int, int | None]]) -> None:
+        """(file id, the platform's time for it): confirmed files, state 'done', in one transaction."""
+        if not confirmed:
+            return
+        now = self._clock()
+
+        def w(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany(
+                    "UPDATE files SET state='done',last_error=NULL,done_at=?,updated_at=?,remote_mtime_ms=? WHERE id=?",
+                    [(now, now, mtime_ms, file_id) for file_id, mtime_ms in confirmed],
+                )
+
+        await self._run(w)
+
+    async def adopt_remote_times(self, times: list[tuple[str, str, int]]) -> None:
+        """(local path, remote, ms): the platform's time for done files confirmed before the journal
+        kept one (a listing just showed them as sent), the baseline later listings are held to."""
+        if not times:
+            return
+
+        def w(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany(
+                    "UPDATE files SET remote_mtime_ms=? WHERE local_path=? AND remote=? AND state='done'"
+                    " AND remote_mtime_ms IS NULL", [(ms, local, remote) for local, remote, ms in times],
+                )
 
         await self._run(w)
 

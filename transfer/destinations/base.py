@@ -99,10 +99,16 @@ class ConfirmItem:
 
 @dataclass(frozen=True)
 class Confirmation:
-    """The result of checking a target after sending: None error means it shows as expected."""
+    """The result of checking a target after sending: None error means it shows as expected.
+
+    `mtime_ms` is the time the platform showed for the file then, on its own clock (None where
+    it shows none): the journal keeps it, and a later listing showing another time means the
+    file was changed there (transfer.drift).
+    """
 
     target: RemoteTarget
     error: str | None
+    mtime_ms: int | None = None
 
 
 class Destination(Protocol):

@@ -145,6 +145,7 @@ class ChunkedDestination:
         as failed.
         """
         verdicts: dict[int, str | None] = {}
+        times: dict[int, int | None] = {}
         waiting = list(range(len(items)))
 
         async def all_shown() -> bool:
@@ -165,11 +166,11 @@ class ChunkedDestination:
                         verdicts[i] = f"listed with {entry.size} bytes, expected {size}"
                         waiting.append(i)
                     else:
-                        verdicts[i] = None
+                        verdicts[i], times[i] = None, entry.mtime_ms
             return not waiting
 
         await self.pacer.poll_until(all_shown, self.pacer.deadline(self.confirm_timeout), first=0.2)
-        return [Confirmation(items[i].target, verdicts[i]) for i in range(len(items))]
+        return [Confirmation(items[i].target, verdicts[i], times.get(i)) for i in range(len(items))]
 
 
 def _md5_now(local: LocalFile) -> str:

@@ -79,9 +79,12 @@ class _Poller:
 
     async def wait(
         self, items: list[ConfirmItem], indices: list[int], what: str,
-        shown: Callable[[int, RemoteEntry], bool] | None = None,
+        shown: Callable[[int, RemoteEntry], bool] | None = None, times: dict[int, int | None] | None = None,
     ) -> dict[int, str | None]:
-        """Poll until each item shows (default: with its size); time-outs are errors, never success."""
+        """Poll until each item shows (default: with its size); time-outs are errors, never success.
+
+        `times`, when given, receives the update time each item showed with (the platform's clock).
+        """
         verdicts: dict[int, str | None] = {}
         waiting = list(indices)
 
@@ -96,6 +99,8 @@ class _Poller:
                 ok = entry is not None and (shown(i, entry) if shown else entry.size == items[i].size)
                 if ok:
                     verdicts[i] = None
+                    if times is not None and entry is not None:
+                        times[i] = entry.mtime_ms
                 else:
                     still.append(i)
                     verdicts[i] = (
@@ -185,14 +190,15 @@ class StagedDatahubDestination:
                 return True
             return entry.mtime_ms > old.mtime_ms
 
-        shown = await self.poller.wait(items, imported, "imported", fresh)
+        times: dict[int, int | None] = {}
+        shown = await self.poller.wait(items, imported, "imported", fresh, times)
         verdicts.update(shown)
         for i in imported:
             if verdicts.get(i) is None:
                 await _record_stage(items[i], "confirmed")
         if not self.keep_staging:
             await self._unstage([items[i] for i in imported if verdicts.get(i) is None and i not in uncertain])
-        return [Confirmation(item.target, verdicts.get(i)) for i, item in enumerate(items)]
+        return [Confirmation(item.target, verdicts.get(i), times.get(i)) for i, item in enumerate(items)]
 
     async def _import(self, items: list[ConfirmItem], indices: list[int], verdicts: dict[int, str | None]) -> None:
         by_folder: dict[tuple[DatahubSpace, str], list[int]] = defaultdict(list)
@@ -355,8 +361,9 @@ class DirectDatahubDestination:
         await resume.save(replace(state, uploaded=True))
 
     async def confirm(self, items: list[ConfirmItem], *, scope: RunScope | None = None) -> list[Confirmation]:
-        verdicts = await self.poller.wait(items, list(range(len(items))), "uploaded")
-        return [Confirmation(item.target, verdicts.get(i)) for i, item in enumerate(items)]
+        times: dict[int, int | None] = {}
+        verdicts = await self.poller.wait(items, list(range(len(items))), "uploaded", times=times)
+        return [Confirmation(item.target, verdicts.get(i), times.get(i)) for i, item in enumerate(items)]
 
 
 class DatahubTree:

@@ -419,7 +419,9 @@ class SftpDestination:
         if attrs.size != item.size:
             return Confirmation(target, f"holds {attrs.size} bytes over SFTP, expected {item.size}")
         await self._check_md5(item, run)
-        return Confirmation(target, None)
+        # The server's mtime is the platform's clock, as its listings' lastModifyTime is.
+        mtime_ms = None if attrs.mtime is None else attrs.mtime * 1000 + (attrs.mtime_ns or 0) // 1_000_000
+        return Confirmation(target, None, mtime_ms)
 
     async def _check_md5(self, item: ConfirmItem, run: _RunState) -> None:
         """Ask checkFileExist whether the platform holds the file's content, where it tells.
