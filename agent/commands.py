@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transfer.engine import RunSummary
+from transfer.engine import Engine, RunSummary
 from transfer.errors import ConfigError, JournalError, JournalUnusable, TransferError, VersionNotFound
 from transfer.journal import RUN_COUNTS, JournalView
 from transfer.models import DatahubSpace
@@ -205,14 +205,15 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
             # The platform is the truth: unless --trust-journal, what the journal calls done is
             # checked against the remote's listings before it is skipped.
             verify = None if getattr(args, "trust_journal", False) else target.list_folder(services)
+            unreadable = target.unreadable(scanned.problems, source)  # journaled as failed: status counts them
             with SyncLock(config.state_dir()):
                 if rich is not None:
                     with rich:
                         summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused,
-                                                   verify=verify)
+                                                   verify=verify, unreadable=unreadable)
                 else:
                     summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused,
-                                               verify=verify)
+                                               verify=verify, unreadable=unreadable)
             result = "failed" if summary.files_failed or scanned.problems else "ok"
         except asyncio.CancelledError:
             result = "interrupted"
@@ -228,7 +229,7 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
                 ticker.cancel()
         refusal = None
         if args.delete:
-            refusal = await _delete_extra(services, target, excludes, scanned, engine.progress, summary,
+            refusal = await _delete_extra(services, target, excludes, scanned, engine, summary,
                                           source, getattr(args, "max_delete", None))
         elif not scanned.problems:
             # A good pass records the source's file system (a run without --delete is also how a
@@ -278,10 +279,11 @@ async def _dry_run_target(services: Services, remote: DatahubRemote, args: Any) 
 
 
 async def _delete_extra(
-    services: Services, target: Target, excludes: Excludes, scanned: ScanResult, progress: ProgressSink,
+    services: Services, target: Target, excludes: Excludes, scanned: ScanResult, engine: Engine,
     summary: RunSummary, source: Path, max_delete: int | None,
 ) -> str | None:
     """Delete what SRC no longer has, unless a guard refuses the pass; returns the refusal."""
+    progress = engine.progress
     refusal, extra, device = await _delete_verdict(services, target, excludes, scanned, source, max_delete)
     if refusal is not None:
         progress.emit(Event("info", message=refusal))
@@ -295,6 +297,8 @@ async def _delete_extra(
             summary.files_failed += len(batch)
             summary.failures.extend((rel, f"delete failed: {exc}") for rel in batch)
             continue
+        # Forgotten by the journal: not done any more, and sent again should SRC have it again.
+        await engine.forget_many([target.key_of(rel) for rel in batch])
         for rel in batch:
             progress.emit(Event("deleted", rel, target.remote_of(rel)))
     return None

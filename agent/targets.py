@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from transfer.datahub import DatahubApi, Resolver
 from transfer.destinations.base import Destination
 from transfer.destinations.datahub import DatahubTree, DirectDatahubDestination, StagedDatahubDestination
-from transfer.engine import ListFolder, Refused, SendItem
+from transfer.engine import ListFolder, Refused, SendItem, Unreadable
 from transfer.errors import ConfigError, ParentNotApplicable, ParentNotFound, VersionNotFound
 from transfer.models import DatahubSpace, LocalFile, RemoteEntry, Space
 from transfer.remotepath import RefusedName, RemoteFolder, display
@@ -70,6 +71,16 @@ class Target:
                 rel = display(local.rel)
                 refused.append(Refused(local, prefix + rel, exc.message, shown + rel))
         return items, refused
+
+    def unreadable(self, problems: list[tuple[str, str]], source: Path) -> list[Unreadable]:
+        """The walk's problems (display(rel), reason) below `source` as journal records (failed)."""
+        prefix, root = self.prefix(), display(str(source))
+        return [Unreadable(root, prefix, why) if rel in (".", root) else Unreadable(f"{root}/{rel}", prefix + rel, why)
+                for rel, why in problems]
+
+    def key_of(self, rel: str) -> str:
+        """The journal's key of `rel` (a file that maps, or a remote listing's path): ids, never names."""
+        return str(self.remote.target(rel))
 
     # -- the remote side -------------------------------------------------------------------
     async def listing(self, services: Services, folder: str) -> list[RemoteEntry]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -64,6 +65,15 @@ def hubsync_cmd(*args: str) -> list[str]:
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(hubsync_cmd(*args), env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def obeying_permissions(cmd: list[str]) -> list[str]:
+    """`cmd` run so that file permission bits apply to it, also when the tests run as root."""
+    if os.geteuid() != 0:
+        return cmd
+    # root reads anything; without the DAC capabilities it obeys permission bits like a user
+    assert shutil.which("setpriv"), "setpriv (util-linux) is needed to drop root's DAC override"
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
 
 
 def json_lines(text: str) -> list[dict]:

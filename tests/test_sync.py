@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 from emulator.testing import EmulatorThread
 
-from .conftest import REPO, hubsync_cmd, json_lines, md5_of, run_cli, summary_of, wait_for, write_random
+from .conftest import (
+    REPO,
+    hubsync_cmd,
+    json_lines,
+    md5_of,
+    obeying_permissions,
+    run_cli,
+    summary_of,
+    wait_for,
+    write_random,
+)
 
 MiB = 1 << 20
 CS = MiB  # chunk size used by these tests: small, so files of a few MiB have many chunks
@@ -180,11 +189,7 @@ def test_unreadable_and_special_files_are_named_and_the_rest_sent(
     (src / "link.txt").symlink_to(src / "ok.txt")  # file symlinks are followed
     locked.chmod(0)
     locked_dir.chmod(0)
-    cmd = hubsync_cmd("--json", "sync", str(src), "private:/u")
-    if os.geteuid() == 0:
-        # root reads anything; without the DAC capabilities it obeys permission bits like a user
-        assert shutil.which("setpriv"), "setpriv (util-linux) is needed to drop root's DAC override"
-        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
+    cmd = obeying_permissions(hubsync_cmd("--json", "sync", str(src), "private:/u"))
     try:
         result = subprocess.run(cmd, env=hub_env, cwd=REPO, capture_output=True, text=True, timeout=120)
     finally:

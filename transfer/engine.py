@@ -16,7 +16,7 @@ from .destinations.base import ConfirmItem, Destination, ResumeState
 from .drift import by_folder, drift
 from .errors import AuthFailed, EndpointUnavailable, GaveUp, LocalFileChanged, Retryable, TransferError
 from .hashing import fingerprint, hash_file, stat_file
-from .journal import FileRecord, Journal
+from .journal import UNREADABLE, FileRecord, Journal
 from .models import DatahubSpace, Digest, LocalFile, RemoteEntry, RemoteTarget, Space
 from .progress import Event, NullSink, ProgressSink
 from .remotepath import display
@@ -68,6 +68,16 @@ class Refused:
     @property
     def rel(self) -> str:
         return display(self.local.rel)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A local path the walk found but could not take (unreadable, a special file, a loop): never
+    sent. Journaled as failed like a refused name, so `status` counts it; the walk reports it."""
+
+    local_path: str
+    remote: str  # a journal label, like Refused.remote
+    reason: str
 
 
 @dataclass
@@ -245,24 +255,33 @@ class Engine:
         key = self.namespace + remote
         await self.journal.forget_under(key.rstrip("/") + "/") if folder else await self.journal.forget_remote(key)
 
-    # -- running ---------------------------------------------------------------------------
-    async def refuse(self, refused: list[Refused], *, job: str = "", clear_under: str | None = None) -> None:
-        """Record files refused for their names as failed (journal and events), so `status` lists them.
+    async def forget_many(self, remotes: list[str]) -> None:
+        """Drop the journal's records of these remote files (deleted there), in one transaction."""
+        await self.journal.forget_remotes([self.namespace + remote for remote in remotes])
 
-        With `clear_under` (a remote prefix that was walked whole), earlier refusals below it
-        that are no longer among `refused` (renamed, deleted) are dropped from the journal.
+    # -- running ---------------------------------------------------------------------------
+    async def refuse(self, refused: list[Refused], *, job: str = "", clear_under: str | None = None,
+                     unreadable: list[Unreadable] | None = None) -> None:
+        """Record files refused for their names as failed (journal and events), and the walk's
+        `unreadable` paths as failed (journal only: the walk reported them), so `status` lists them.
+
+        With `clear_under` (a remote prefix that was walked whole), earlier failures of both
+        kinds below it that are no longer among these (renamed, fixed, deleted) are dropped.
         """
         await self.journal.record_refused(
             [(display(r.local.path), self.namespace + r.remote, r.local.size, r.reason) for r in refused],
             job=job, clear_under=None if clear_under is None else self.namespace + clear_under,
         )
+        if unreadable:
+            await self.journal.record_refused(
+                [(u.local_path, self.namespace + u.remote, 0, u.reason) for u in unreadable], job=job, kind=UNREADABLE)
         for r in refused:
             self.progress.emit(Event("failed", r.rel, r.shown or r.remote, message=r.reason))
             log.info("refused %s: %s", r.rel, r.reason)  # the failed event reports it; -v logs it too
 
     async def run(self, items: list[SendItem], *, job: str = "", remote_prefix: str = "",
                   refused: list[Refused] | None = None, scope: RunScope | None = None,
-                  verify: ListFolder | None = None) -> RunSummary:
+                  verify: ListFolder | None = None, unreadable: list[Unreadable] | None = None) -> RunSummary:
         """Send every item that is not already done; confirm what was sent; return the summary.
 
         `refused`, when given, are the files of a whole walk of `remote_prefix` whose names cannot
@@ -277,7 +296,7 @@ class Engine:
         summary = RunSummary(files_total=len(items) + len(refused or []),
                              bytes_total=sum(i.local.size for i in items))
         if refused is not None:
-            await self.refuse(refused, job=job, clear_under=remote_prefix)
+            await self.refuse(refused, job=job, clear_under=remote_prefix, unreadable=unreadable)
         refused = refused or []
         summary.files_failed += len(refused)
         summary.failures.extend((r.rel, r.reason) for r in refused)
@@ -310,7 +329,7 @@ class Engine:
             for item in changed:
                 self.progress.emit(Event("info", item.local.rel, item.label,
                                          message="changed after it was sent; sending again once stable"))
-                local = await self._guarded(item, summary, self._wait_stable(item.local))
+                local = await self._guarded(item, summary, self._wait_stable(item.local), job)
                 if local is not None:
                     todo.append(SendItem(local, item.target))
         summary.seconds = self.clock.now() - started
@@ -341,7 +360,7 @@ class Engine:
             for item in source:  # one shared iterator: each item is prepared once
                 if self.draining:
                     break
-                digest = await self._guarded(item, summary, self._digest(item.local, summary, cache, item.label))
+                digest = await self._guarded(item, summary, self._digest(item.local, summary, cache, item.label), job)
                 if digest is not None:
                     await ready.put((item, digest))
             preparing -= 1
@@ -356,7 +375,7 @@ class Engine:
                     continue
                 item, digest = entry
                 async with self.slots or contextlib.nullcontext():
-                    result = await self._guarded(item, summary, self._send(item, digest, job, summary, scope))
+                    result = await self._guarded(item, summary, self._send(item, digest, job, summary, scope), job)
                 if result is not None:
                     sent.put_nowait(result)
             transferring -= 1
@@ -403,7 +422,7 @@ class Engine:
                 return destination
         return None
 
-    async def _guarded(self, item: SendItem, summary: RunSummary, work: Awaitable[T]) -> T | None:
+    async def _guarded(self, item: SendItem, summary: RunSummary, work: Awaitable[T], job: str = "") -> T | None:
         """Run one step of one file; a failure is recorded against the file and never stops the run."""
         try:
             return await work
@@ -416,6 +435,9 @@ class Engine:
             record = await self.journal.get(display(item.local.path), self._key(item))
             if record is not None:
                 await self.journal.update(record.id, state="failed", last_error=message)
+            else:  # failed before its record existed (unreadable, gone while hashed): recorded all the same
+                await self.journal.record_refused([(display(item.local.path), self._key(item), item.local.size,
+                                                    message)], job=job, kind=UNREADABLE)
             self.progress.emit(Event("failed", item.local.rel, item.label, message=message))
             log.info("failed %s -> %s: %s", item.local.rel, item.label, message)  # reported once, by the event
             return None

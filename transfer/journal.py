@@ -113,6 +113,9 @@ MIGRATIONS: list[str] = [
 ]
 
 STATES = ("queued", "sending", "merged", "done", "failed")
+# The transport of a record that failed before anything was sent: its name refused, or the
+# file (or folder) could not be read. A later walk of its folder drops both kinds first.
+REFUSED, UNREADABLE = "refused", "unreadable"
 
 
 @dataclass(frozen=True)
@@ -630,26 +633,36 @@ class Journal:
         await self._run(w)
 
     async def record_refused(self, refused: list[tuple[str, str, int, str]], *, job: str = "",
-                             clear_under: str | None = None) -> None:
-        """Record (local path, remote label, size, reason) of files refused for their names, state
-        'failed' and transport 'refused'; with `clear_under`, first drop the refusals recorded
-        below that remote prefix (one walk of it found the current ones)."""
+                             clear_under: str | None = None, kind: str = REFUSED) -> None:
+        """Record (local path, remote label, size, reason) of files that failed before any send,
+        state 'failed' and transport `kind`: REFUSED for their names, UNREADABLE for what the walk
+        or the hashing could not read. With `clear_under`, first drop both kinds recorded below
+        that remote prefix (one walk of it found the current ones)."""
         now = self._clock()
 
         def w(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
                 if clear_under is not None:
                     conn.execute(
-                        "DELETE FROM files WHERE state='failed' AND transport='refused' AND substr(remote,1,?)=?",
-                        (len(clear_under), clear_under),
+                        "DELETE FROM files WHERE state='failed' AND transport IN (?,?) AND substr(remote,1,?)=?",
+                        (REFUSED, UNREADABLE, len(clear_under), clear_under),
                     )
                 conn.executemany(
                     "INSERT INTO files(job,local_path,remote,size,state,last_error,transport,attempts,created_at,"
-                    "updated_at) VALUES(?,?,?,?,'failed',?,'refused',1,?,?) ON CONFLICT(local_path,remote) DO UPDATE"
+                    "updated_at) VALUES(?,?,?,?,'failed',?,?,1,?,?) ON CONFLICT(local_path,remote) DO UPDATE"
                     " SET job=excluded.job,size=excluded.size,state='failed',last_error=excluded.last_error,"
-                    "transport='refused',attempts=attempts+1,updated_at=excluded.updated_at",
-                    [(job, local, remote, size, reason, now, now) for local, remote, size, reason in refused],
+                    "transport=excluded.transport,attempts=attempts+1,updated_at=excluded.updated_at",
+                    [(job, local, remote, size, reason, kind, now, now) for local, remote, size, reason in refused],
                 )
+
+        await self._run(w)
+
+    async def forget_remotes(self, remotes: list[str]) -> None:
+        """Delete the records of these remote files (deleted there), in one transaction."""
+
+        def w(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany("DELETE FROM files WHERE remote=?", [(r,) for r in remotes])
 
         await self._run(w)
 

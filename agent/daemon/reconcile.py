@@ -81,7 +81,7 @@ async def walk(root: Path, rel: str, excludes: Excludes, target: JobTarget, engi
         else:
             result.unsettled.append(item.local.rel)
     prefix = target.prefix() + (rel + "/" if rel else "")
-    await engine.refuse(refused, job=job, clear_under=prefix)
+    await engine.refuse(refused, job=job, clear_under=prefix, unreadable=target.unreadable(scanned.problems, root))
     todo, unchanged = await engine.pending(settled, prefix)
     result.todo, result.unchanged = todo, len(unchanged)
     return result, scanned

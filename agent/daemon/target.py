@@ -10,9 +10,10 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from transfer.destinations.base import Destination
-from transfer.engine import Refused, SendItem
+from transfer.engine import Refused, SendItem, Unreadable
 from transfer.errors import ConfigError, Fatal
 from transfer.models import LocalFile, RemoteEntry, RemoteTarget
 
@@ -54,7 +55,11 @@ class JobTarget:
 
     def remote_of(self, rel: str) -> str:
         """The journal's name for `rel` (ids, never display names)."""
-        return str(self.target_of(rel))
+        return self.target.key_of(rel)
+
+    def unreadable(self, problems: list[tuple[str, str]], root: Path) -> list[Unreadable]:
+        """A walk's problems as journal records (failed)."""
+        return self.target.unreadable(problems, root)
 
     def shown(self, rel: str) -> str:
         """`rel` on the remote as people read it (a datahub version by its names)."""
