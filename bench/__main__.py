@@ -21,6 +21,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agent.config import parse_size
+
 from .cases import (
     CHUNK_SIZE,
     CHUNKS_PER_FILE,
@@ -34,6 +36,7 @@ from .cases import (
 )
 from .data import FULL, QUICK, Data, human
 from .harness import REPO
+from .latency import case_latency
 from .rclone import ensure_rclone
 from .report import BenchRun, CaseResult, summary_table, write_results
 from .resume import case_resume
@@ -46,9 +49,10 @@ CASES: dict[int, tuple[str, Callable[[Bench], CaseResult] | None]] = {
     5: ("memory", case_memory),
     6: ("resume", case_resume),
     7: ("emulator-cpu", None),  # a view of the others' rows, written by the report
+    8: ("latency", case_latency),
 }
 HERE = Path(__file__).resolve().parent
-NEEDS_RCLONE = {2, 3, 4}
+NEEDS_RCLONE = {2, 3, 4, 8}
 
 
 def parse_cases(text: str) -> list[int]:
@@ -63,11 +67,24 @@ def parse_cases(text: str) -> list[int]:
     return sorted(set(chosen))
 
 
+def _size(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0 bytes")
+    return size
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description="hubsync benchmarks (issue 7).")
     p.add_argument("--quick", action="store_true", help="small sizes and one run each: a 1-2 minute smoke run")
     p.add_argument("--cases", type=parse_cases, default=sorted(CASES),
                    help="comma-separated numbers or names: " + ", ".join(f"{n}={name}" for n, (name, _) in CASES.items()))
+    p.add_argument("--latency-size", type=_size, default=os.environ.get("HUBSYNC_BENCH_LATENCY_SIZE"),
+                   help="the latency case's large file, e.g. 64MiB (default 512 MiB, --quick 32 MiB;"
+                        " env HUBSYNC_BENCH_LATENCY_SIZE)")
     p.add_argument("--runs", type=int, help="repetitions per measurement (default 3, --quick 1)")
     p.add_argument("--out", type=Path, help="results file (default bench/RESULTS.md for a full run of every case)")
     p.add_argument("--workdir", type=Path, help="parent of the temp dir holding data and emulator roots")
@@ -154,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.runs:
         sizes = replace(sizes, runs=args.runs)
+    if args.latency_size:
+        latency_size = _size(args.latency_size) if isinstance(args.latency_size, str) else args.latency_size
+        sizes = replace(sizes, latency_big=latency_size)
     full = not args.quick and args.cases == sorted(CASES)
     out = args.out or HERE / ("RESULTS.md" if full else "RESULTS-quick.md" if args.quick else "RESULTS-partial.md")
     notes: list[str] = []
@@ -249,6 +269,8 @@ def _make_data(bench: Bench, cases: list[int]) -> None:
         _ = data.small, data.medium
     if {4, 5} & set(cases):
         _ = data.many
+    if 8 in cases:
+        _ = data.latency_big, data.medium, data.latency_small
 
 
 if __name__ == "__main__":

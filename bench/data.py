@@ -22,12 +22,15 @@ class Sizes:
     many_size: int
     runs: int
     files_per_dir: int
+    latency_big: int = 512 * MiB  # the latency case's large file (python -m bench --latency-size)
+    latency_small_count: int = 1000  # its 4 KiB files (its 1 MiB files are the medium tree)
 
 
 FULL = Sizes(big=2 * GiB, small_count=5000, small_size=4 * KiB, medium_count=200, medium_size=MiB,
              many_count=50_000, many_size=64, runs=3, files_per_dir=500)
 QUICK = Sizes(big=256 * MiB, small_count=500, small_size=4 * KiB, medium_count=20, medium_size=MiB,
-              many_count=2000, many_size=64, runs=1, files_per_dir=100)
+              many_count=2000, many_size=64, runs=1, files_per_dir=100, latency_big=32 * MiB,
+              latency_small_count=100)
 
 
 def human(n: int) -> str:
@@ -46,10 +49,15 @@ class Data:
 
     @property
     def big(self) -> Path:
-        path = self.root / "big" / "big.bin"
-        if not path.exists():
-            _random_file(path, self.sizes.big)
-        return path
+        return self._file("big", self.sizes.big)
+
+    @property
+    def latency_big(self) -> Path:
+        return self._file("latency-big", self.sizes.latency_big)
+
+    @property
+    def latency_small(self) -> Path:
+        return self._tree("latency-small", self.sizes.latency_small_count, self.sizes.small_size, random=True)
 
     @property
     def small(self) -> Path:
@@ -62,6 +70,12 @@ class Data:
     @property
     def many(self) -> Path:
         return self._tree("many", self.sizes.many_count, self.sizes.many_size, random=False)
+
+    def _file(self, name: str, size: int) -> Path:
+        path = self.root / name / "big.bin"
+        if not path.exists():
+            _random_file(path, size)
+        return path
 
     def _tree(self, name: str, count: int, size: int, *, random: bool) -> Path:
         """`count` files of `size` bytes in folders of at most files_per_dir files."""

@@ -23,6 +23,7 @@ PYTHON = sys.executable
 _TICKS = os.sysconf("SC_CLK_TCK")
 _LISTENING = re.compile(r"listening on (http://\S+)")
 _SFTP = re.compile(r"sftp on \S+:(\d+)")
+_PROXY = re.compile(r"delayproxy on 127\.0\.0\.1:(\d+)")
 
 USER, PASSWORD, KEY = "alice", "Test@123", "0123456789abcdef"
 
@@ -140,12 +141,26 @@ def _kill(pid: int) -> None:
         pass
 
 
+def terminate(proc: subprocess.Popen[str] | None) -> None:
+    """SIGTERM a child we started and reap it (SIGKILL if it takes more than 30 s)."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class EmulatorProcess:
     """`python -m emulator` on a free loopback port (plus SFTP), in its own process and root."""
 
-    def __init__(self, root: Path, *, sftp: bool = True) -> None:
+    def __init__(self, root: Path, *, sftp: bool = True, reported_sftp_port: int | None = None,
+                 users: list[str] | None = None) -> None:
         self.root = root
-        self.sftp = sftp
+        self.sftp = sftp and reported_sftp_port is None
+        self.reported_sftp_port = reported_sftp_port  # queryUserInfo's port, served by another (sshd)
+        self.users = users or []  # --user NAME:PASSWORD:USERID:TENANTID (default: alice and bob)
         self.url = ""
         self.sftp_port = 0
         self.proc: subprocess.Popen[str] | None = None
@@ -157,6 +172,10 @@ class EmulatorProcess:
         argv = [PYTHON, "-m", "emulator", "--port", "0", "--root", str(self.root)]
         if self.sftp:
             argv += ["--sftp-port", "0"]
+        if self.reported_sftp_port is not None:
+            argv += ["--sftp-reported-port", str(self.reported_sftp_port)]
+        for user in self.users:
+            argv += ["--user", user]
         self.proc = subprocess.Popen(
             argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1
         )
@@ -191,13 +210,7 @@ class EmulatorProcess:
         return self.root / "spaces" / "private" / "5" / rel
 
     def stop(self, *, remove: bool = True) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.proc = None
         if remove:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -209,12 +222,51 @@ class EmulatorProcess:
         self.stop()
 
 
-def hubsync_env(emulator: EmulatorProcess, state_dir: Path) -> dict[str, str]:
-    """The environment a user sets to run `hubsync` with no config file."""
+class ProxyProcess:
+    """`python -m bench.delayproxy` in its own process: loopback `port` -> `target`, `delay` each way."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.target_port = target_port
+        self.delay = delay
+        self.port = 0
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> ProxyProcess:
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "bench.delayproxy", "--target", f"127.0.0.1:{self.target_port}", "--delay",
+             repr(self.delay)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not (m := _PROXY.search(line)):
+            raise RuntimeError(f"the delay proxy did not start (code {self.proc.poll()}): {line!r}")
+        self.port = int(m.group(1))
+        return self
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu(self) -> float:
+        assert self.proc is not None
+        return process_cpu(self.proc.pid)
+
+    def stop(self) -> None:
+        terminate(self.proc)
+        self.proc = None
+
+    def __enter__(self) -> ProxyProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def hubsync_env(emulator: EmulatorProcess, state_dir: Path, *, url: str | None = None,
+                user: str = USER) -> dict[str, str]:
+    """The environment a user sets to run `hubsync` with no config file (`url`: e.g. a delay proxy's)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HUBSYNC_", "RCLONE_"))}
     env.update(
-        HUBSYNC_URL=emulator.url,
-        HUBSYNC_USERNAME=USER,
+        HUBSYNC_URL=url or emulator.url,
+        HUBSYNC_USERNAME=user,
         HUBSYNC_PASSWORD=PASSWORD,
         HUBSYNC_PASSWORD_KEY=KEY,
         HUBSYNC_STATE_DIR=str(state_dir),

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8700, help="HTTP port (default 8700; 0 picks a free port)")
     p.add_argument("--root", type=Path, help="data directory (default: a temp dir, removed on exit)")
     p.add_argument("--sftp-port", type=int, help="serve SFTP on this port (0 picks a free one); queryUserInfo reports it")
+    p.add_argument("--sftp-reported-port", type=int, metavar="PORT",
+                   help="serve no SFTP but have queryUserInfo report PORT, where another server (an OpenSSH sshd"
+                        " for the accounts of ROOT/sftp_accounts.json) serves it")
     p.add_argument("--password-key", default="0123456789abcdef", help="the login AES key (16/24/32 bytes)")
     p.add_argument(
         "--user",
@@ -128,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the emulator in the foreground; 0 after SIGTERM/SIGINT, 2 on a usage error."""
     args = build_parser().parse_args(argv)
+    if args.sftp_port is not None and args.sftp_reported_port is not None:
+        print("hubsync emulator: --sftp-port and --sftp-reported-port exclude each other", file=sys.stderr)
+        return 2
     temp_root = args.root is None
     root = Path(tempfile.mkdtemp(prefix="hubsync-emulator-")) if temp_root else args.root
     try:
@@ -139,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             password_key=args.password_key,
             token_lifetime=args.token_lifetime,
             log_path=args.log,
-            sftp_port=args.sftp_port,
+            sftp_port=args.sftp_port if args.sftp_port is not None else args.sftp_reported_port,
             faults=Faults(
                 seed=args.seed,
                 chunk_error_rate=args.chunk_error_rate,
@@ -160,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = [] if args.no_assets else args.asset or [_asset(a) for a in DEFAULT_ASSETS]
     assets = seed_assets(root, config.users[0], specs)
     try:
-        asyncio.run(_serve(config, assets))
+        asyncio.run(_serve(config, assets, serve_sftp=args.sftp_port is not None))
     except OSError as e:
         print(f"hubsync emulator: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2
@@ -182,13 +188,13 @@ def login_lines(config: EmulatorConfig, url: str, assets: list[str]) -> list[str
     return lines
 
 
-async def _serve(config: EmulatorConfig, assets: list[str]) -> None:
+async def _serve(config: EmulatorConfig, assets: list[str], *, serve_sftp: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     sftp = None
-    if config.sftp_port is not None:
+    if serve_sftp and config.sftp_port is not None:
         from .sftp_server import start_sftp_server
 
         sftp, config.sftp_port = await start_sftp_server(config, config.sftp_port)

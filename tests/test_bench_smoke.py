@@ -5,14 +5,22 @@ No timing is asserted: timing targets live in bench/RESULTS.md, not in tests.
 
 from __future__ import annotations
 
+import socket
 import sys
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
 
 from bench.cases import hubsync_split
-from bench.harness import Measured, run_measured
-from bench.minimal_client import cipher, sync
+from bench.harness import EmulatorProcess, Measured, ProxyProcess, run_measured
+from bench.minimal_client import cipher, query_sftp_account, sync
 from bench.report import BenchRun, CaseResult, Row, write_results
 from bench.resume import LogTail
+from emulator.accounts import SftpAccounts
+from emulator.openssh import free_port
+from emulator.storage import Space as EmuSpace
 from emulator.testing import EmulatorThread
 from transfer.auth import encrypt_password
 
@@ -69,3 +77,22 @@ def test_report_keeps_the_optimisations_section(tmp_path: Path) -> None:
     write_results(out, run)
     assert "### 2026-01-01 — abc123 — reuse connections" in out.read_text()
     assert isinstance(Measured([], 1.0, 0, 0.0, 0.0, 1.0).emulator_share, float)
+
+
+async def test_emulator_reports_another_sftp_server_through_the_delay_proxy(tmp_path: Path) -> None:
+    """The latency case's platform: the emulator process reports sshd's (here: any) port and serves
+    no SFTP itself, and a client reaches it through a ProxyProcess, one round trip slower per call."""
+    sshd_port = free_port()
+    emu = EmulatorProcess(tmp_path / "platform", reported_sftp_port=sshd_port, users=["carol:Pass@123:7:101"])
+    with emu:
+        port = urlsplit(emu.url).port
+        assert port is not None
+        with ProxyProcess(port, 0.05) as proxy:
+            t = time.perf_counter()
+            account = await query_sftp_account(proxy.url(), username="carol", password="Pass@123", key=KEY)
+            # login and queryUserInfo: two calls, each at least one 100 ms round trip
+            assert time.perf_counter() - t >= 0.2
+        assert account["username"] == "carol" and account["port"] == str(sshd_port)
+        assert account["password"] == SftpAccounts(emu.root).get(EmuSpace("private", 7), "carol").password
+        with pytest.raises(OSError):  # nothing listens there: the emulator did not start an SFTP server
+            socket.create_connection(("127.0.0.1", sshd_port), timeout=5).close()

@@ -8,9 +8,9 @@ SFTP server (internal-sftp) and not only against the emulator's asyncssh one.
 - The emulator runs no SFTP server of its own here. Its `sftp_port` (what queryUserInfo
   reports) is sshd's port, and the empty `address` makes the client use the platform URL's
   host, 127.0.0.1, where sshd listens.
-- No chroot: OpenSSH wants every component of a ChrootDirectory owned by root and not writable
-  by others, which /tmp is not. The account's home is the login dir, and SftpDestination's
-  paths are relative to it (protocol.md §4: the account's home is the space's root).
+- No chroot (emulator/openssh.py, which runs sshd and makes the account, says why): the account's
+  home is the login dir, and SftpDestination's paths are relative to it (protocol.md §4: the
+  account's home is the space's root).
 
 Without root, or without /usr/sbin/sshd (Debian's `openssh-server`; `.ci/run` installs it),
 every test here is skipped, and the skip says why.
@@ -19,26 +19,16 @@ every test here is skipped, and the skip says why.
 from __future__ import annotations
 
 import logging
-import os
-import pwd
 import re
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncssh
 import pytest
 
 from emulator.accounts import SftpAccounts
 from emulator.config import EmulatorUser
+from emulator.openssh import LocalAccount, Sshd, SshdUnavailable, free_port, requirements, uid_of
 from emulator.storage import Space as EmuSpace
 from emulator.testing import EmulatorThread
 from transfer.agenttag import load_tag
@@ -54,46 +44,9 @@ from transfer.remotepath import RemoteFolder, part_name
 
 from .conftest import KEY, md5_of, write_random
 
-SSHD = "/usr/sbin/sshd"
 PLATFORM_PASSWORD = "Test@123"
 MiB = 1 << 20
 CS = MiB  # small chunks: a few MiB make many of them
-
-
-class SshdUnavailable(Exception):
-    """sshd cannot run here; the message says why (it becomes the skip reason)."""
-
-
-def _run(*args: str, stdin: str | None = None) -> None:
-    done = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        raise SshdUnavailable(f"{' '.join(args[:1])} failed ({done.returncode}): {done.stderr.strip()}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below `pid` (sshd forks one per connection, and those fork again)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 @dataclass
@@ -106,158 +59,34 @@ class Account:
     emu: EmulatorThread
 
 
-class Sshd:
-    """One sshd -D on 127.0.0.1:port with its own config, host key and pid file."""
-
-    def __init__(self, workdir: Path, account: Account) -> None:
-        self.dir = workdir
-        self.account = account
-        self.port = account.port
-        self.log = workdir / "sshd.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.key = self.new_key()
-
-    def new_key(self) -> asyncssh.SSHKey:
-        """Generate a host key and use it from the next start()."""
-        key = asyncssh.generate_private_key("ssh-ed25519")
-        path = self.dir / "ssh_host_ed25519_key"
-        path.unlink(missing_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # sshd refuses a readable key
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.export_private_key())
-        self.key = key
-        return key
-
-    def start(self) -> None:
-        config = self.dir / "sshd_config"
-        config.write_text(
-            f"ListenAddress 127.0.0.1:{self.port}\n"
-            f"HostKey {self.dir / 'ssh_host_ed25519_key'}\n"
-            f"PidFile {self.dir / 'sshd.pid'}\n"
-            f"AllowUsers {self.account.name}\n"
-            "PasswordAuthentication yes\n"
-            "KbdInteractiveAuthentication no\n"
-            "PubkeyAuthentication no\n"
-            "AuthorizedKeysFile none\n"
-            "PermitRootLogin no\n"
-            "UsePAM no\n"
-            "X11Forwarding no\n"
-            "AllowTcpForwarding no\n"
-            "PrintMotd no\n"
-            "LogLevel INFO\n"
-            "Subsystem sftp internal-sftp\n",
-            encoding="utf-8",
-        )
-        log = open(self.log, "ab")
-        try:
-            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT)
-        finally:
-            log.close()
-        deadline = time.monotonic() + 15
-        while True:
-            if self.proc.poll() is not None:
-                raise SshdUnavailable(f"sshd exited with {self.proc.returncode}: {self.log_text()[-1500:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    if s.recv(64).startswith(b"SSH-2.0-OpenSSH"):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise SshdUnavailable(f"sshd did not answer on 127.0.0.1:{self.port} within 15s: {self.log_text()[-1500:]}")
-            time.sleep(0.02)  # the next poll of the port, not a wait for a guessed duration
-
-    def stop(self) -> None:
-        """Stop sshd and the per-connection processes it forked (each by its pid)."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        for pid in [*_descendants(proc.pid), proc.pid]:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
-
-def _requirements() -> None:
-    if sys.platform != "linux":
-        raise SshdUnavailable(f"needs Linux (this is {sys.platform})")
-    if os.geteuid() != 0:
-        raise SshdUnavailable("needs root: it creates a local account (useradd, chpasswd) and runs sshd")
-    if not os.access(SSHD, os.X_OK):
-        raise SshdUnavailable(f"{SSHD} is missing: install Debian's openssh-server (.ci/run does so as root)")
-    missing = [tool for tool in ("useradd", "userdel", "chpasswd") if shutil.which(tool) is None]
-    if missing:
-        raise SshdUnavailable(f"{', '.join(missing)} not found")
-    try:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
-    except OSError as exc:
-        raise SshdUnavailable(f"cannot create /run/sshd: {exc}") from exc
-
-
 @pytest.fixture(scope="module")
 def account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Account]:
     try:
-        _requirements()
+        requirements()
     except SshdUnavailable as exc:
         pytest.skip(f"OpenSSH test skipped: {exc}")
-    name = f"hst{secrets.token_hex(4)}"
-    # Not below pytest's tmp dir: that is root-only (0700), and the account must reach its home.
-    home = Path(tempfile.mkdtemp(prefix="hubsync-openssh-home-"))
+    local = LocalAccount()
     root = tmp_path_factory.mktemp("openssh") / "platform"
     root.mkdir()
-    created = False
     try:
         try:
-            _run("useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin",
-                 "--comment", "hubsync OpenSSH test account", name)
-            created = True
-            os.chown(home, _uid(name), _gid(name))
-            home.chmod(0o755)
+            local.create()
             # The emulator's store generates the account's password; the local user gets the same.
-            password = SftpAccounts(root).get(EmuSpace("private", 5), name).password
-            _run("chpasswd", stdin=f"{name}:{password}\n")
+            local.set_password(SftpAccounts(root).get(EmuSpace("private", 5), local.name).password)
         except SshdUnavailable as exc:
             pytest.skip(f"OpenSSH test skipped: {exc}")
-        port = _free_port()
-        with EmulatorThread(root, users=[EmulatorUser(name, PLATFORM_PASSWORD, 5, 101)], sftp_port=port) as emu:
-            yield Account(name, home, port, emu)
+        port = free_port()
+        with EmulatorThread(root, users=[EmulatorUser(local.name, PLATFORM_PASSWORD, 5, 101)], sftp_port=port) as emu:
+            yield Account(local.name, local.home, port, emu)
     finally:
-        if created:
-            subprocess.run(["userdel", "--force", name], capture_output=True, timeout=60)
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def _uid(name: str) -> int:
-    return pwd.getpwnam(name).pw_uid
-
-
-def _gid(name: str) -> int:
-    return pwd.getpwnam(name).pw_gid
+        local.remove()
 
 
 @pytest.fixture
 def sshd(account: Account, tmp_path: Path) -> Iterator[Sshd]:
     workdir = tmp_path / "sshd"
     workdir.mkdir()
-    server = Sshd(workdir, account)
+    server = Sshd(workdir, account.name, account.port)
     try:
         server.start()
     except SshdUnavailable as exc:
@@ -320,7 +149,7 @@ async def test_sizes_names_and_overwrite(rig: Rig, tmp_path: Path, caplog: pytes
         summary = await Engine(rig.journal, dest, chunk_size=CS).run(rig.items(src, list(SIZES)))
         assert summary.failures == [] and summary.files_sent == len(SIZES)
         assert summary.transports == {"sftp"}
-        uid = _uid(rig.account.name)
+        uid = uid_of(rig.account.name)
         for rel in SIZES:
             assert md5_of(rig.on_disk(rel)) == md5_of(src / rel), rel
             assert rig.on_disk(rel).stat().st_uid == uid, rel  # written by sshd as the account
