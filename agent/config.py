@@ -166,6 +166,9 @@ def parse_timetable(entries: list[str]) -> list[tuple[int, int]]:
 class DaemonConfig(_Section):
     metrics: str = ""
     rescan_seconds: float = Field(default=3600.0, gt=0)
+    # Every this many seconds (+-25 %) each job lists its remote and sends again what the
+    # journal calls done but the platform no longer holds as sent; 0: never (stat only).
+    remote_check_seconds: float = Field(default=6 * 3600.0, ge=0)
     max_delete: int = Field(default=1000, ge=0)
     grace_seconds: float = Field(default=10.0, ge=0)
     delete_delay: float = Field(default=60.0, ge=0)

@@ -250,6 +250,11 @@ class Engine:
         await self.journal.adopt_remote_times(baselines)
         return found
 
+    async def requeue(self, items: list[SendItem]) -> None:
+        """Take back the journal's 'done' of files the remote no longer holds as sent (`drifted`):
+        whoever sends them next sends them, never skips them, even after a restart."""
+        await self.journal.requeue([(display(item.local.path), self._key(item)) for item in items])
+
     async def forget(self, remote: str, *, folder: bool = False) -> None:
         """Drop the journal's records of `remote` (or of every file below the folder `remote`) once deleted there."""
         key = self.namespace + remote

@@ -584,8 +584,6 @@ class Journal:
 
     async def update_many(self, file_ids: list[int], **fields: Any) -> None:
         """Set the same columns on several rows in one transaction (e.g. a confirmed batch: done)."""
-        if not file_ids:
-            return
         allowed = {"state", "last_error"}
         if set(fields) - allowed:
             raise ValueError(f"update_many sets only {sorted(allowed)}")
@@ -595,40 +593,41 @@ class Journal:
         fields["updated_at"] = now
         cols = ",".join(f"{k}=?" for k in fields)
         values = tuple(fields.values())
-
-        def w(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
-                conn.executemany(f"UPDATE files SET {cols} WHERE id=?", [(*values, i) for i in file_ids])
-
-        await self._run(w)
+        await self._write_many(f"UPDATE files SET {cols} WHERE id=?", [(*values, i) for i in file_ids])
 
     async def mark_done(self, confirmed: list[tuple[int, int | None]]) -> None:
         """(file id, the platform's time for it): confirmed files, state 'done', in one transaction."""
-        if not confirmed:
-            return
         now = self._clock()
+        await self._write_many(
+            "UPDATE files SET state='done',last_error=NULL,done_at=?,updated_at=?,remote_mtime_ms=? WHERE id=?",
+            [(now, now, mtime_ms, file_id) for file_id, mtime_ms in confirmed],
+        )
 
-        def w(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
-                conn.executemany(
-                    "UPDATE files SET state='done',last_error=NULL,done_at=?,updated_at=?,remote_mtime_ms=? WHERE id=?",
-                    [(now, now, mtime_ms, file_id) for file_id, mtime_ms in confirmed],
-                )
-
-        await self._run(w)
+    async def requeue(self, keys: list[tuple[str, str]]) -> None:
+        """(local path, remote) of done files the platform no longer holds as sent: 'queued', so
+        the next run (or a restarted daemon) sends them again instead of skipping them."""
+        now = self._clock()
+        await self._write_many(
+            "UPDATE files SET state='queued',done_at=NULL,remote_mtime_ms=NULL,updated_at=?"
+            " WHERE local_path=? AND remote=? AND state='done'", [(now, local, remote) for local, remote in keys],
+        )
 
     async def adopt_remote_times(self, times: list[tuple[str, str, int]]) -> None:
         """(local path, remote, ms): the platform's time for done files confirmed before the journal
         kept one (a listing just showed them as sent), the baseline later listings are held to."""
-        if not times:
+        await self._write_many(
+            "UPDATE files SET remote_mtime_ms=? WHERE local_path=? AND remote=? AND state='done'"
+            " AND remote_mtime_ms IS NULL", [(ms, local, remote) for local, remote, ms in times],
+        )
+
+    async def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One statement over many rows in one transaction; nothing at all for no rows."""
+        if not rows:
             return
 
         def w(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                conn.executemany(
-                    "UPDATE files SET remote_mtime_ms=? WHERE local_path=? AND remote=? AND state='done'"
-                    " AND remote_mtime_ms IS NULL", [(ms, local, remote) for local, remote, ms in times],
-                )
+                conn.executemany(sql, rows)
 
         await self._run(w)
 

@@ -23,7 +23,7 @@ from ..scanner import Excludes, ScanResult
 from .aggregator import Aggregator
 from .events import FileStat, Gone, Rescan, Send
 from .logs import event as log_event
-from .reconcile import DeleteQueue, RescanTimer, delete_pass, walk
+from .reconcile import DeleteQueue, PeriodicTimer, WalkResult, delete_pass, walk
 from .scheduler import Scheduler
 from .stats import JobStats
 from .target import JobTarget
@@ -63,7 +63,11 @@ class Job:
         self.watcher: Watcher | None = None
         self.mode = WatchMode(False, 0.0)
         self.deletes = DeleteQueue(daemon.delete_delay)
-        self.timer = RescanTimer(daemon.rescan_seconds, clock())
+        self.timer = PeriodicTimer(daemon.rescan_seconds, clock())
+        self.remote_timer: PeriodicTimer | None = None
+        self._remote_due = False
+        self._repairing: set[str] = set()  # remotes queued again by a remote check, until sent
+        self._remote_timer(daemon.remote_check_seconds)
         self._walks: set[str] = set()
         self._kick = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -135,7 +139,20 @@ class Job:
         self.daemon = daemon
         self.deletes.delay = daemon.delete_delay
         if daemon.rescan_seconds != self.timer.period:
-            self.timer = RescanTimer(daemon.rescan_seconds, self.clock())
+            self.timer = PeriodicTimer(daemon.rescan_seconds, self.clock())
+        if daemon.remote_check_seconds != (self.remote_timer.period if self.remote_timer else 0):
+            self._remote_timer(daemon.remote_check_seconds)
+
+    def _remote_timer(self, period: float) -> None:
+        """The remote check's timer (none for 0); the first check is one period after the start:
+        the daemon starts stat only."""
+        self.remote_timer = PeriodicTimer(period, self.clock()) if period > 0 else None
+        self._remote_next()
+
+    def _remote_next(self) -> None:
+        timer = self.remote_timer
+        # Wall time, whole seconds: the status snapshot stays unchanged between checks.
+        self.stats.remote_check_next = None if timer is None else round(self.wall() + timer.next - self.clock())
 
     # -- the loop's work ---------------------------------------------------------------------
     async def tick(self) -> None:
@@ -162,6 +179,11 @@ class Job:
             await self._submit(settled)
         if self.timer.due(now):
             self.request_walk("")
+        if self.remote_timer is not None and self.remote_timer.due(now):
+            self._remote_due = True
+            self._remote_next()
+        if self._remote_due and not self.scheduler.paused:
+            self._kick.set()
         next_delete = self.deletes.next_due() if self.plan.watch.delete else None
         if next_delete is not None and next_delete <= now:
             self._kick.set()
@@ -183,7 +205,8 @@ class Job:
         self.request_walk("")
 
     def next_deadline(self) -> float | None:
-        times = [t for t in (self.aggregator.next_deadline(), self.timer.next) if t is not None]
+        remote = self.remote_timer.next if self.remote_timer is not None else None
+        times = [t for t in (self.aggregator.next_deadline(), self.timer.next, remote) if t is not None]
         if self.plan.watch.delete and (d := self.deletes.next_due()) is not None:
             times.append(d)
         return min(times) if times else None
@@ -211,20 +234,53 @@ class Job:
                 rel = min(self._walks, key=len)
                 self._walks = {w for w in self._walks if not (w == rel or rel == "" or w.startswith(rel + "/"))}
                 await self._walk(rel)
+            if self._remote_due and not self.scheduler.paused:  # paused: it waits for the login
+                self._remote_due = False
+                await self._remote_check()
             if self.plan.watch.delete and not self.scheduler.paused:  # paused: no login for deletes either
                 due = self.deletes.due(self.clock())
                 if due:
                     await self._delete(due)
 
-    async def _walk(self, rel: str) -> None:
+    async def _remote_check(self) -> None:
+        """The remote pass: a whole walk (which queues what changed here), then every file it
+        found unchanged checked against the remote's listings as `sync` does; what the platform
+        no longer holds as sent is queued again. One log line says how it went."""
+        started = self.clock()
+        result = await self._walk("", keep_unchanged=True)
+        if result is None:
+            return
+        try:
+            repairs = await self.engine.drifted(result.kept, self.target.list_folder(), result.confirmed)
+            await self.engine.requeue([item for item, _ in repairs])
+        except AuthFailed as exc:
+            self._remote_due = True  # once logged in again
+            self.scheduler.auth_refused(exc)
+            return
+        except TransferError as exc:
+            log_event(logging.WARNING, "remote_check_failed", job=self.name, error=str(exc))
+            self.stats.error(".", f"remote check failed: {exc}")
+            return
+        for item, _ in repairs:
+            self.deletes.discard(item.local.rel)
+            self._repairing.add(item.remote)
+            self.scheduler.submit(self.name, item)
+        seconds = round(self.clock() - started, 3)
+        self.stats.remote_check = {"at": round(self.wall(), 3), "checked": len(result.kept),
+                                   "repaired": len(repairs), "seconds": seconds}
+        log_event(logging.INFO, "remote_check", job=self.name, checked=len(result.kept), repaired=len(repairs),
+                  seconds=seconds, examples=[{"path": item.local.rel, "reason": reason}
+                                             for item, reason in repairs[:5]] or None)
+
+    async def _walk(self, rel: str, keep_unchanged: bool = False) -> WalkResult | None:
         started = self.clock()
         try:
             result, scanned = await walk(self.root, rel, self.excludes, self.target, self.engine, self.settle,
-                                         self.wall, self.name, self.plan.watch.follow_symlinks)
+                                         self.wall, self.name, self.plan.watch.follow_symlinks, keep_unchanged)
         except (TransferError, OSError) as exc:
             log_event(logging.ERROR, "walk_failed", job=self.name, path=rel or ".", error=str(exc))
             self.stats.error(rel or ".", f"walk failed: {exc}")
-            return
+            return None
         now = self.clock()
         for item in result.todo:
             self.deletes.discard(item.local.rel)
@@ -245,6 +301,7 @@ class Job:
             k: v for k, v in self.stats.last_scan.items() if k != "folder"})
         if rel == "" and self.plan.watch.delete and not result.problems and not self.scheduler.paused:
             await self._find_remote_extras(scanned)
+        return result
 
     async def _find_remote_extras(self, scanned: ScanResult) -> None:
         local = {f.rel for f in scanned.files}
@@ -302,7 +359,13 @@ class Job:
         await self._finish()
         self.stats.files_hashed += summary.files_hashed
         self.stats.bytes_sent += summary.bytes_sent
-        return dict(summary.failures)
+        failures = dict(summary.failures)
+        if self._repairing:
+            for item in fresh:
+                if item.remote in self._repairing and item.local.rel not in failures:
+                    self._repairing.discard(item.remote)
+                    self.stats.files_repaired += 1
+        return failures
 
     async def _finish(self) -> None:
         """The last batch in flight ended: remove the staging folders it left empty."""
@@ -325,6 +388,8 @@ class Job:
             "settling": self.aggregator.pending, "deletes_pending": len(self.deletes) if self.plan.watch.delete else 0,
             "files_sent": s.files_sent, "bytes_sent": s.bytes_sent, "files_unchanged": s.files_unchanged,
             "files_hashed": s.files_hashed, "files_deleted": s.deleted, "retries": counts.retries,
+            "files_repaired": s.files_repaired, "remote_check": s.remote_check or None,
+            "remote_check_next": s.remote_check_next,
             "transfers": [{"path": live.path, "remote": live.remote, "bytes": live.bytes, "size": live.size,
                            "rate": round(live.rate(now))} for live in list(s.live.values())[:20]],
             "errors": [{"path": e.rel, "error": e.last_error, "attempts": e.attempts}

@@ -1,4 +1,4 @@
-"""Walks compared with the journal (stat only), the periodic full rescan, and remote deletes.
+"""Walks compared with the journal (stat only), the periodic full rescan and remote check, and remote deletes.
 
 A walk never hashes: the engine's planning says by stat (size, mtime_ns, inode, device) what
 is unchanged since it was sent. Deletes are the dangerous part, so they are slow on purpose:
@@ -64,10 +64,15 @@ class WalkResult:
     unchanged: int = 0
     files: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)
+    # With keep_unchanged: the unchanged files themselves, and the platform's time for each when
+    # it was confirmed (what Engine.drifted compares a listing with).
+    kept: list[SendItem] = field(default_factory=list)
+    confirmed: dict[str, int | None] = field(default_factory=dict)
 
 
 async def walk(root: Path, rel: str, excludes: Excludes, target: JobTarget, engine: Engine, settle: float,
-               wall: Callable[[], float], job: str = "", follow_symlinks: bool = False) -> tuple[WalkResult, ScanResult]:
+               wall: Callable[[], float], job: str = "", follow_symlinks: bool = False,
+               keep_unchanged: bool = False) -> tuple[WalkResult, ScanResult]:
     """Scan root/rel and split it: changed since the journal (queue), unchanged (skip), too fresh
     (settle first); files whose names cannot go are refused (journaled as failed) at once."""
     scanned = await asyncio.to_thread(scan_under, root, rel, excludes, follow_symlinks)
@@ -82,13 +87,26 @@ async def walk(root: Path, rel: str, excludes: Excludes, target: JobTarget, engi
             result.unsettled.append(item.local.rel)
     prefix = target.prefix() + (rel + "/" if rel else "")
     await engine.refuse(refused, job=job, clear_under=prefix, unreadable=target.unreadable(scanned.problems, root))
-    todo, unchanged = await engine.pending(settled, prefix)
+    todo, unchanged = await engine.pending(settled, prefix, result.confirmed if keep_unchanged else None)
     result.todo, result.unchanged = todo, len(unchanged)
+    if keep_unchanged:
+        result.kept = unchanged
     return result, scanned
 
 
-class RescanTimer:
-    """The safety-net full rescan: every `period` seconds, randomised by +-25 % (no herd of daemons)."""
+JITTER = 0.25
+
+
+def jittered(period: float, rng: random.Random) -> float:
+    """`period` randomised by +-JITTER (25 %): daemons started together do not list the platform together."""
+    return period * rng.uniform(1 - JITTER, 1 + JITTER)
+
+
+class PeriodicTimer:
+    """Due every `period` seconds of the job's clock, each interval randomised (`jittered`).
+
+    The safety-net full rescan and the remote check run on one each.
+    """
 
     def __init__(self, period: float, now: float, rng: random.Random | None = None) -> None:
         self.period = period
@@ -96,7 +114,7 @@ class RescanTimer:
         self.next = now + self._interval()
 
     def _interval(self) -> float:
-        return self.period * self._rng.uniform(0.75, 1.25)
+        return jittered(self.period, self._rng)
 
     def due(self, now: float) -> bool:
         if now < self.next:

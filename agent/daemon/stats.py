@@ -69,6 +69,9 @@ class JobStats:
     errors: deque[dict[str, object]] = field(default_factory=lambda: deque(maxlen=10))
     durations: Histogram = field(default_factory=Histogram)
     last_scan: dict[str, Any] = field(default_factory=dict)
+    files_repaired: int = 0  # queued again by a remote check, then sent
+    remote_check: dict[str, Any] = field(default_factory=dict)  # the last one: at, checked, repaired, seconds
+    remote_check_next: float | None = None  # when the next is due (epoch seconds)
 
     def error(self, path: str, message: str) -> None:
         self.errors.append({"path": path, "error": message, "at": round(time.time(), 3)})

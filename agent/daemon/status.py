@@ -149,6 +149,12 @@ def render_snapshot(data: dict[str, Any]) -> list[str]:
         lines.append(f"    {job['queued']} queued, {job['active']} active, {job['done']} done, {job['failed']} failed;"
                      f" {job['files_sent']} sent ({job['bytes_sent']} bytes), {job['files_hashed']} hashed,"
                      f" {job['settling']} settling" + (f", {job['files_deleted']} deleted" if job['files_deleted'] else ""))
+        check, due = job.get("remote_check"), job.get("remote_check_next")
+        if check or due:
+            last = (f"last {_clock(check['at'])}: {check['checked']} checked, {check['repaired']} repaired"
+                    if check else "none yet")
+            lines.append(f"    remote check: {last}" + (f"; next at {_clock(due)}" if due else "")
+                         + (f"; {job['files_repaired']} repaired since start" if job.get("files_repaired") else ""))
         if job.get("switched"):
             sw = job["switched"]
             lines.append(f"    {sw['primary']} unavailable since {_clock(sw['since'])} ({sw['reason']}),"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transfer.destinations.base import Destination
-from transfer.engine import Refused, SendItem, Unreadable
+from transfer.engine import ListFolder, Refused, SendItem, Unreadable
 from transfer.errors import ConfigError, Fatal
 from transfer.models import LocalFile, RemoteEntry, RemoteTarget
 
@@ -71,6 +71,10 @@ class JobTarget:
 
     def destinations(self, transport: str) -> tuple[Destination, Destination | None]:
         return self.target.destinations(self.services, transport, self.services.config.datahub.via)
+
+    def list_folder(self) -> ListFolder:
+        """How Engine.drifted lists this remote's folders (the remote check)."""
+        return self.target.list_folder(self.services)
 
     async def listing(self, rel_folder: str) -> list[RemoteEntry]:
         """One level of the remote folder at `rel_folder` (relative to the job's root)."""
