@@ -51,7 +51,7 @@ async def cmd_check(config: Any, out: Any, args: Any) -> int:
         raise ConfigError(f"source does not exist: {source}")
     excludes = Excludes(list(getattr(args, "exclude", None) or []), part_tag=await part_tag(config))
     scanned = await asyncio.to_thread(scan, source, excludes)
-    services = await Services.open(config)
+    services = await Services.open(config, on_retry=out.retry)
     try:
         target = await resolve(services, remote)
         items, refused = target.items(scanned)

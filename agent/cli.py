@@ -17,6 +17,7 @@ from transfer.errors import AuthFailed, ConfigError, JournalError, JournalUnusab
 
 from . import __version__, commands
 from .config import Config, load_config, validation_errors
+from .daemon.logs import quiet_libraries
 from .targets import explain
 
 log = logging.getLogger("hubsync")
@@ -75,6 +76,15 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
                         help="-v: each file sent or skipped, every retry and fallback; -vv: debug lines too")
     parser.add_argument("-q", "--quiet", action="store_true", default=False if top else argparse.SUPPRESS,
                         help="print only failures and the summary")
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes each record to sys.stderr as it is then: a live progress display (rich) redirects it
+    to print above its bars, where a stream kept from the start would tear them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def _positive_seconds(text: str) -> float:
@@ -217,8 +227,9 @@ def _main(argv: list[str] | None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[_CurrentStderr()],
     )
+    quiet_libraries(args.verbose)
     out = commands.Output(args.json, args.quiet, args.verbose)
     try:
         if args.command == "demo":

@@ -13,6 +13,7 @@ from transfer.engine import Engine, RunSummary
 from transfer.errors import ConfigError, JournalError, JournalUnusable, TransferError, VersionNotFound
 from transfer.journal import RUN_COUNTS, JournalView
 from transfer.models import DatahubSpace
+from transfer.pacer import RetryNote
 from transfer.progress import Event, FanoutSink, ProgressSink
 from transfer.remotepath import display
 
@@ -20,7 +21,7 @@ from .config import Config
 from .daemon.status import SyncLock
 from .deleteguard import count_refusal, source_refusal
 from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
-from .render import JsonLines, PlainLines, RichProgress, human_size
+from .render import JsonLines, PlainLines, RichProgress, human_size, retry_line
 from .scanner import Excludes, ScanResult, scan
 from .service import Services, journal_path, part_tag
 from .targets import Target, created_note, finish, resolve, summary_fields
@@ -52,12 +53,19 @@ class Output:
             print(text)
 
     def warn(self, text: str) -> None:
-        print(text, file=sys.stderr)
+        print(text, file=sys.stderr)  # sys.stderr as it is now: a live progress display shows it above its bars
+
+    def retry(self, note: RetryNote) -> None:
+        """The pacer's report of a retry: a `retry` event with --json, a line on stderr with -v."""
+        if self.json:
+            self.jsonl.print({"event": "retry", **note.as_dict()}, flush=False)
+        elif self.verbose:
+            self.warn(retry_line(note))
 
 
 # -- login ---------------------------------------------------------------------------------
 async def cmd_login(config: Config, out: Output) -> int:
-    services = await Services.open(config)
+    services = await Services.open(config, on_retry=out.retry)
     try:
         user = await services.api.user()
         expiry = await services.api.token_expiry()
@@ -75,7 +83,7 @@ async def cmd_login(config: Config, out: Output) -> int:
 # -- ls ------------------------------------------------------------------------------------
 async def cmd_ls(config: Config, out: Output, remote_text: str) -> int:
     remote = parse_remote(remote_text)
-    services = await Services.open(config)
+    services = await Services.open(config, on_retry=out.retry)
     try:
         target = await resolve(services, remote)
         entries = await target.listing(services, target.path)
@@ -152,7 +160,7 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
     transport = args.transport or config.transfer.transport
     via = getattr(args, "via", None) or config.datahub.via
     try:
-        services = await Services.open(config)
+        services = await Services.open(config, on_retry=out.retry)
     except BaseException:
         scanning.cancel()
         raise
@@ -190,7 +198,7 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
                 out.warn(f"note    {display(link)}: {LINK_SKIPPED}")
         if args.dry_run:
             return await _dry_run(services, engine, items, refused, target, excludes, scanned, args, out)
-        rich = RichProgress() if (not out.json and not out.quiet and sys.stderr.isatty()) else None
+        rich = RichProgress(verbose=out.verbose) if (not out.json and not out.quiet and sys.stderr.isatty()) else None
         plain = PlainLines(quiet=out.quiet, verbose=out.verbose) if rich is None and not out.json else None
         sinks += [s for s in (rich, plain) if s is not None]
         for tally in [s.tally for s in (rich, plain) if s is not None]:

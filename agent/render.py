@@ -24,6 +24,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from transfer.pacer import RetryNote
 from transfer.progress import Event
 from transfer.remotepath import display, display_values
 
@@ -64,6 +65,23 @@ def _event_line(event: Event, ts: str, bytes_done: int | None = None) -> str:
         parts += [', "bytes_done": ', str(bytes_done)]
     parts.append("}\n")
     return "".join(parts)
+
+
+def sent_line(event: Event) -> str:
+    """A `done` event as a person reads it: where it went, its size, its transport, instant or not."""
+    via = f" via {event.transport}" if event.transport else ""
+    instant = ", instant: the platform held the content" if event.instant else ""
+    return f"sent    {event.path} -> {event.remote} ({human_size(event.size)}{via}{instant})"
+
+
+def skipped_line(event: Event) -> str:
+    return f"skipped {event.path} (unchanged since the journal recorded it done)"
+
+
+def retry_line(note: RetryNote) -> str:
+    """'retry   a.bin: /api/file/file/uploadFile in 0.31s (attempt 1): HTTP 500 系统内部错误'."""
+    subject = f"{note.path}: " if note.path else ""
+    return f"retry   {subject}{note.call} in {note.delay:.2f}s (attempt {note.attempt}): {note.reason}"
 
 
 class Tally:
@@ -167,13 +185,11 @@ class PlainLines:
     def emit(self, event: Event) -> None:
         self.tally.emit(event)
         if event.kind == "done" and not self.quiet:
-            via = f" via {event.transport}" if event.transport else ""
-            instant = ", instant: the platform held the content" if event.instant else ""
-            self._line(f"sent    {event.path} -> {event.remote} ({human_size(event.size)}{via}{instant})")
+            self._line(sent_line(event))
         elif event.kind == "hashing" and not event.bytes and not self.quiet:
             self._line(f"hashing {event.path} ({human_size(event.size)}) before sending it")
         elif event.kind == "skipped" and self.verbose and not self.quiet:
-            self._line(f"skipped {event.path} (unchanged since the journal recorded it done)")
+            self._line(skipped_line(event))
         elif event.kind == "failed":
             self._line(f"FAILED  {event.path}: {event.message}")
         elif event.kind == "deleted" and not self.quiet:
@@ -204,8 +220,9 @@ MAX_BARS = 8
 class RichProgress:
     """Interactive runs: overall files/bytes/rate/ETA plus one bar per file in flight (at most MAX_BARS)."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, verbose: int = 0) -> None:
         self.console = console or Console(stderr=True)
+        self.verbose = verbose  # -v: each file sent or skipped gets its line above the bars too
         self.progress = Progress(
             TextColumn("{task.description}", justify="left"),
             BarColumn(bar_width=None),
@@ -244,6 +261,8 @@ class RichProgress:
             self.progress.update(self.overall, total=self.tally.bytes_total)
             if kind == "skipped":
                 self.progress.advance(self.overall, event.size)
+                if self.verbose:
+                    self._say(skipped_line(event))
         elif kind == "hashing":
             self._hashing(event)
         elif kind == "started":
@@ -267,10 +286,14 @@ class RichProgress:
             if kind == "failed":
                 self.console.print(f"[red]FAILED[/] {escape(display(event.path))}: {escape(display(event.message))}",
                                    markup=True, highlight=False)
+            elif self.verbose:
+                self._say(sent_line(event))
         elif kind in ("info", "deleted"):
-            self.console.print(display(f"{event.path + ': ' if event.path else ''}{event.message or event.remote}"),
-                               markup=False, highlight=False)
+            self._say(f"{event.path + ': ' if event.path else ''}{event.message or event.remote}")
         self.progress.update(self.overall, description=self._describe_total())
+
+    def _say(self, text: str) -> None:
+        self.console.print(display(text), markup=False, highlight=False)
 
     def _hashing(self, event: Event) -> None:
         """A large file being hashed before it is sent: its bar says so until sending starts."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ from transfer.engine import Engine
 from transfer.errors import ConfigError
 from transfer.folders import RemoteFolders
 from transfer.journal import Journal, journal_error
-from transfer.pacer import Pacer
+from transfer.pacer import Pacer, RetryNote
 from transfer.progress import ProgressSink
 from transfer.scope import RunScope
 
@@ -30,9 +31,11 @@ if TYPE_CHECKING:  # asyncssh costs 0.1 s to import: only runs that use SFTP loa
     from transfer.models import Digest, LocalFile, RemoteTarget
 
 
-def make_pacer(config: Config, clock: Clock | None = None) -> Pacer:
-    """The one retry policy of a process ([transfer] give_up_after), on `clock` (default: the real one)."""
-    return Pacer(give_up_after=config.transfer.give_up_after, clock=clock or SystemClock())
+def make_pacer(config: Config, clock: Clock | None = None,
+               on_retry: Callable[[RetryNote], None] | None = None) -> Pacer:
+    """The one retry policy of a process ([transfer] give_up_after), on `clock` (default: the real one),
+    telling `on_retry` of every retry."""
+    return Pacer(give_up_after=config.transfer.give_up_after, clock=clock or SystemClock(), on_retry=on_retry)
 
 
 def timeouts(config: Config) -> Timeouts:
@@ -94,9 +97,11 @@ class Services:
     _resolver: Resolver | None = None
 
     @classmethod
-    async def open(cls, config: Config, clock: Clock | None = None) -> Services:
-        """Build the services of a run; `clock` (default: the real one) times every wait of it."""
-        api = make_client(config, make_pacer(config, clock))
+    async def open(cls, config: Config, clock: Clock | None = None,
+                   on_retry: Callable[[RetryNote], None] | None = None) -> Services:
+        """Build the services of a run; `clock` (default: the real one) times every wait of it, and
+        `on_retry` hears of every retry."""
+        api = make_client(config, make_pacer(config, clock, on_retry))
         tag = await part_tag(config)
         journal = await Journal(journal_path(config)).open()
         limit = config.transfer.bandwidth_limit

@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--busy-rate", type=_rate, default=0.0, help="share of requests answered 503 + Retry-After (0-1)")
     faults.add_argument("--retry-after", type=int, default=1, metavar="SECONDS", help="the Retry-After of those 503s (default 1)")
     faults.add_argument("--chunk-api-off", action="store_true", help="the chunk endpoints answer 404 (clients fall back to SFTP)")
+    faults.add_argument("--html-errors", action="store_true",
+                        help="the injected 500s and 503s are a proxy's long HTML page, not an envelope")
     faults.add_argument("--lenient-paths", action="store_true",
                         help="take \\ literally and resolve .. inside the space, as a lax platform would")
     faults.add_argument("--seed", type=int, help="random seed of the faults (repeatable runs)")
@@ -154,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 busy_rate=args.busy_rate,
                 retry_after=args.retry_after,
                 chunk_api_off=args.chunk_api_off,
+                html_errors=args.html_errors,
                 lenient_paths=args.lenient_paths,
                 datahub_create_delay=args.datahub_create_delay,
                 datahub_import_delay=args.datahub_import_delay,

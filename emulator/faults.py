@@ -14,7 +14,7 @@ AuthErrorForm = Literal["random", "http", "body"]
 
 _RATES = ("chunk_error_rate", "reset_rate", "busy_rate", "wrong_chunk_md5_rate")
 _DELAYS = ("latency", "datahub_create_delay", "datahub_import_delay", "datahub_assemble_delay")
-_SWITCHES = ("chunk_api_off", "datahub_create_fail", "datahub_import_drop", "lenient_paths")
+_SWITCHES = ("chunk_api_off", "datahub_create_fail", "datahub_import_drop", "lenient_paths", "html_errors")
 
 
 @dataclass
@@ -40,6 +40,8 @@ class Faults:
     chunk_api_off: bool = False
     #: In checkFileExist (fileStatus 2), each received chunk is reported with a wrong md5 at this rate.
     wrong_chunk_md5_rate: float = 0.0
+    #: The injected 500s and 503s are a proxy's HTML error page of several KiB, not an envelope.
+    html_errors: bool = False
     #: Never inject more than this many error faults (500, 503/429, reset) in a row.
     max_consecutive_errors: int = 3
     #: Overrides `EmulatorConfig.token_lifetime` for tokens issued from now on.

@@ -42,6 +42,11 @@ CHUNK_ERROR_PATHS = CHUNK_PATHS | SIMPLE_UPLOAD_PATHS | {DATAHUB_UPLOAD_PATH}
 _BUSY_MESSAGE = "系统繁忙，请稍后重试"
 _ERROR_MESSAGE = "系统内部错误"
 _RESET_READ_LIMIT = 4 << 20
+#: What `html_errors` answers instead of an envelope: a gateway's error page, long and multi-line.
+HTML_ERROR_PAGE = ("<!DOCTYPE html>\n<html>\n<head><title>{status} Internal Server Error</title></head>\n<body>\n"
+                   "<center><h1>{status} Internal Server Error</h1></center>\n"
+                   + "<!-- a padding to disable MSIE and Chrome friendly error page -->\n" * 60
+                   + "<hr><center>nginx</center>\n<p>end of the error page</p>\n</body>\n</html>\n")
 
 
 class InjectedReset(Exception):
@@ -95,7 +100,9 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if faults.inject_error(faults.busy_rate):
         request[FAULT] = "busy"
         status = faults.busy_status
-        if download:
+        if faults.html_errors:
+            response = _html_error(status)
+        elif download:
             response = web.Response(status=status, text=_BUSY_MESSAGE)
         else:
             response = error_response(family, status, _BUSY_MESSAGE, http_status=status)
@@ -103,7 +110,7 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return response
     if path in CHUNK_ERROR_PATHS and faults.inject_error(faults.chunk_error_rate):
         request[FAULT] = "chunk_error"
-        return error_response(family, 500, _ERROR_MESSAGE, http_status=500)
+        return _html_error(500) if faults.html_errors else error_response(family, 500, _ERROR_MESSAGE, http_status=500)
     if path in RESET_PATHS and faults.inject_error(faults.reset_rate):
         request[FAULT] = "reset"
         await _abort_midway(request, faults)
@@ -114,6 +121,10 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if denied is not None:
             return denied
     return await handler(request)
+
+
+def _html_error(status: int) -> web.Response:
+    return web.Response(status=status, text=HTML_ERROR_PAGE.format(status=status), content_type="text/html")
 
 
 def _authenticate(request: web.Request, state: EmulatorState, family: Family | None) -> web.Response | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import ssl
 import time
@@ -17,12 +18,13 @@ import aiohttp.payload
 
 from . import remotepath
 from .auth import TokenSource, encrypt_password, jwt_claims
-from .envelope import Envelope, PlatformRefused, classify, classify_failure
+from .envelope import Envelope, PlatformRefused, body_excerpt, classify, classify_failure
 from .errors import AuthExpired, AuthFailed, ConfigError, Fatal, LocalFileChanged, Retryable
 from .hashing import SPAN_PIECE, FileSpan, pread_full
 from .models import CheckResult, RemoteEntry, SftpAccount, Space, UserInfo
 from .pacer import Pacer
 
+log = logging.getLogger("hubsync.api")
 LIST_PAGE = 100
 # mergeFile answers once the platform has joined and hashed the chunks: bounded by its disks.
 MERGE_RATE = 20 << 20
@@ -231,6 +233,8 @@ class PlatformClient:
         try:
             async with self.session.request(method, self.base_url + path, **kwargs) as resp:
                 body = await resp.read()
+                if log.isEnabledFor(logging.DEBUG):  # -vv: every answer, its body cut short
+                    log.debug("%s %s: HTTP %d, %d bytes: %s", method, path, resp.status, len(body), body_excerpt(body))
                 return classify(resp.status, body, resp.headers.get("Retry-After"), endpoint=path)
         except (aiohttp.ClientError, ssl.SSLError, TimeoutError) as exc:
             changed = _local_change(exc)

@@ -18,6 +18,7 @@ from .errors import AuthFailed, EndpointUnavailable, GaveUp, LocalFileChanged, R
 from .hashing import fingerprint, hash_file, stat_file
 from .journal import UNREADABLE, FileRecord, Journal
 from .models import DatahubSpace, Digest, LocalFile, RemoteEntry, RemoteTarget, Space
+from .pacer import retry_subject
 from .progress import Event, NullSink, ProgressSink
 from .remotepath import display
 from .scope import RunScope
@@ -282,7 +283,7 @@ class Engine:
                 [(u.local_path, self.namespace + u.remote, 0, u.reason) for u in unreadable], job=job, kind=UNREADABLE)
         for r in refused:
             self.progress.emit(Event("failed", r.rel, r.shown or r.remote, message=r.reason))
-            log.info("refused %s: %s", r.rel, r.reason)  # the failed event reports it; -v logs it too
+            log.debug("refused %s: %s", r.rel, r.reason)  # the failed event reports it
 
     async def run(self, items: list[SendItem], *, job: str = "", remote_prefix: str = "",
                   refused: list[Refused] | None = None, scope: RunScope | None = None,
@@ -444,7 +445,7 @@ class Engine:
                 await self.journal.record_refused([(display(item.local.path), self._key(item), item.local.size,
                                                     message)], job=job, kind=UNREADABLE)
             self.progress.emit(Event("failed", item.local.rel, item.label, message=message))
-            log.info("failed %s -> %s: %s", item.local.rel, item.label, message)  # reported once, by the event
+            log.debug("failed %s -> %s: %s", item.local.rel, item.label, message)  # reported once, by the event
             return None
 
     async def _digest(
@@ -551,7 +552,11 @@ class Engine:
                 summary.bytes_sent += n
             self.progress.emit(Event("progress", item.local.rel, item.label, bytes=n, size=item.local.size))
 
-        instant = await destination.send(item.local, digest, item.target, resume, on_bytes, scope=scope)
+        subject = retry_subject.set(item.local.rel)  # a retry of this send names the file
+        try:
+            instant = await destination.send(item.local, digest, item.target, resume, on_bytes, scope=scope)
+        finally:
+            retry_subject.reset(subject)
         summary.transports.add(destination.transport)
         await self.journal.update(record.id, state="merged", last_error=None, transport=destination.transport)
         return _Sent(item, record, destination, resume, instant=bool(instant))

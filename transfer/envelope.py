@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import ssl
 import time
 from typing import Any
@@ -153,8 +154,27 @@ class PlatformRefused(Fatal):
         self.text = envelope.text
 
 
+#: A response body in a -vv log line is cut to this many characters.
+BODY_LOG_LIMIT = 300
+_SECRET_VALUE = re.compile(r'("[A-Za-z_]*(?:token|password|passwd|secret)[A-Za-z_]*"\s*:\s*)"[^"]*"?', re.IGNORECASE)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def body_excerpt(body: bytes, limit: int = BODY_LOG_LIMIT) -> str:
+    """A response body for a log line: one line, secrets' values starred, at most `limit` characters."""
+    text = " ".join(body[: limit * 4].decode("utf-8", "replace").split())
+    text = _SECRET_VALUE.sub(r'\1"***"', text)  # a token or an SFTP password is never logged, even cut short
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _snippet(body: bytes, limit: int = 200) -> str:
-    text = body[:limit].decode("utf-8", "replace").strip()
+    """What an error message quotes of a failed answer: its message, an HTML page's title, or its start."""
+    head = body[: limit * 4].decode("utf-8", "replace")
+    title = _TITLE.search(head) if head.lstrip()[:1] == "<" else None
+    if title is not None:
+        # A proxy's error page: its title says it all (less the status, which the message has).
+        return re.sub(r"^\d{3}\s+", "", " ".join(title.group(1).split()))[:limit]
+    text = body_excerpt(body, limit)
     try:
         raw = json.loads(body)
         if isinstance(raw, dict):

@@ -11,15 +11,36 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .clock import Clock, SystemClock
 from .errors import GaveUp, Retryable
 
 T = TypeVar("T")
 log = logging.getLogger("hubsync.pacer")
+#: The file a task is sending (set by the engine), so that a retry can name it; tasks a send
+#: starts (parallel chunks) inherit it, other tasks never see it.
+retry_subject: ContextVar[str] = ContextVar("retry_subject", default="")
 
+
+@dataclass(frozen=True)
+class RetryNote:
+    """One retry, as the pacer reports it (`Pacer.on_retry`) before it pauses."""
+
+    call: str  # the leaf call: an endpoint path, an SFTP operation
+    reason: str  # what went wrong, without the call's name
+    attempt: int  # 1 for the first retry
+    delay: float  # seconds before the retry starts
+    path: str = ""  # the file being sent, when the call was made for one
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"call": self.call}
+        if self.path:
+            out["path"] = self.path
+        out.update(reason=self.reason, attempt=self.attempt, delay=round(self.delay, 3))
+        return out
 
 
 @dataclass
@@ -37,7 +58,7 @@ class Pacer:
     max_delay: float = 8.0
     clock: Clock = field(default_factory=SystemClock)
     rng: Callable[[], float] = field(default_factory=lambda: random.Random().random)
-    on_retry: Callable[[str, Retryable, float], None] | None = None
+    on_retry: Callable[[RetryNote], None] | None = None  # told of every retry (the CLI's -v, --json)
     _not_before: float = field(default=0.0, init=False)
 
     def delay_for(self, attempt: int, error: Retryable) -> float:
@@ -74,7 +95,9 @@ class Pacer:
                     self._not_before = max(self._not_before, self.clock.now() + exc.retry_after)
                 log.debug("retry %s after %.2fs (attempt %d): %s", what, delay, attempt, exc)
                 if self.on_retry is not None:
-                    self.on_retry(what, exc, delay)
+                    call = what or exc.endpoint
+                    reason = exc.message if exc.endpoint in ("", call) else str(exc)
+                    self.on_retry(RetryNote(call, reason, attempt, delay, retry_subject.get()))
                 await self.clock.sleep(delay)
 
     async def poll_until(

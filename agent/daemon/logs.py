@@ -47,7 +47,11 @@ def setup_json_logging(verbose: int = 0, stream: IO[str] | None = None) -> None:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     # warnings.warn (watchdog's RuntimeWarnings, deprecations) would print raw text on stderr.
     logging.captureWarnings(True)
-    # Library chatter stays out unless asked for.
+    quiet_libraries(verbose)
+
+
+def quiet_libraries(verbose: int) -> None:
+    """Library chatter (asyncssh's every channel, asyncio's selector) stays out unless -vv asks for it."""
     for noisy in ("asyncio", "aiohttp.access", "asyncssh", "watchdog"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
 

@@ -20,6 +20,7 @@ from typing import Any
 from transfer.bandwidth import TokenBucket
 from transfer.engine import SendItem
 from transfer.errors import AuthFailed, ConfigError, JournalError, JournalUnusable, Retryable, TransferError
+from transfer.pacer import RetryNote
 
 from ..config import Config, load_config
 from ..service import Services
@@ -116,7 +117,7 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._signals()  # from the start: a SIGTERM while starting up is a clean stop too
-        services = self.services = await Services.open(self.config)
+        services = self.services = await Services.open(self.config, on_retry=_log_retry)
         try:
             # Log in now; refused credentials pause here (the process stays, status says why).
             plans = await self._first_login(services, plans, snapshot_path(state_dir))
@@ -471,3 +472,8 @@ def main(config: Config, config_path: str | None, verbose: int = 0, *, hard_exit
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _log_retry(note: RetryNote) -> None:
+    """Every retry of the pacer, as a JSON log line (what, why, which attempt, how long a pause)."""
+    log_event(logging.INFO, "retry", **note.as_dict())
