@@ -1,9 +1,12 @@
 """A file rewritten in place while it is sent, its size and mtime restored (issue 11, case 6).
 
 stat cannot see such a change, and neither can the sampled fingerprint when the rewritten bytes
-lie outside its samples (head, middle, tail). Over HTTP the platform's md5 check at mergeFile
-refuses the mix; over SFTP only the md5 of the bytes actually written shows it. Either way the
-run must send the new content and never end with exit 0 while the remote holds a mix.
+lie outside its samples (head, middle, tail). Over HTTP the platform's md5 checks refuse the mix:
+uploadFile's chunkMd5 (the chunk md5s come from the read that hashed the file, and a chunk is not
+hashed again while it is sent), and mergeFile's fileMd5 where a chunk was hashed later than the
+file (a resume from a cached digest); over SFTP only the md5 of the bytes actually written shows
+it. Either way the run must send the new content and never end with exit 0 while the remote
+holds a mix.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def env_with(emu: EmulatorThread, tmp_path: Path, transfer: str) -> dict[str, st
     return env
 
 
-def test_http_merge_refused_for_md5_rehashes_and_sends_the_new_content(emu: EmulatorThread, tmp_path: Path) -> None:
+def test_http_chunk_refused_for_md5_rehashes_and_sends_the_new_content(emu: EmulatorThread, tmp_path: Path) -> None:
     src = write_random(tmp_path / "src" / "table.db", 4 * MiB, seed=3)
     original = md5_of(src)
     # One chunk in flight at a time, each call slowed: chunk 2 is read well after chunk 0 landed.
@@ -72,9 +75,44 @@ def test_http_merge_refused_for_md5_rehashes_and_sends_the_new_content(emu: Emul
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert md5_of(emu.private_path("db/table.db")) == md5_of(src)
-    merges = [e for e in emu.log_entries() if e["path"].endswith("/mergeFile")]
-    assert merges[0]["fileMd5"] == original and merges[-1]["fileMd5"] == md5_of(src)
+    log = emu.log_entries()
+    # The platform refused chunk 2 of the old version (its bytes were of the new one); no
+    # merge of the old version was tried; the new version went in full.
+    refused = [e for e in log if e["path"].endswith("/uploadFile") and not e["ok"]]
+    assert [(e["index"], e["fileMd5"]) for e in refused] == [(2, original)]
+    merges = [e for e in log if e["path"].endswith("/mergeFile")]
+    assert [(m["fileMd5"], m["ok"]) for m in merges] == [(md5_of(src), True)]
     assert any("changed" in o.get("message", "") for o in json_lines(out) if o.get("event") == "info")
+
+
+async def test_http_merge_refused_for_md5_rehashes_and_sends_the_new_content(
+    emu: EmulatorThread, tmp_path: Path
+) -> None:
+    """A resume from a cached digest hashes each chunk as it goes: chunks of the new version
+    pass the platform's chunk check, and only the merge's fileMd5 shows the mix."""
+    cs = MiB
+    src = write_random(tmp_path / "src" / "f.bin", 4 * cs, seed=11)
+    local = stat_file(src, "f.bin")
+    original = hash_file(local, chunk_size=cs)
+    target = RemoteTarget(Space.PRIVATE, "v", "f.bin")
+    async with PlatformClient(emu.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:
+        journal = await Journal(tmp_path / "j.sqlite3").open()
+        try:
+            # An earlier run hashed the file and failed; then the file was rewritten in place,
+            # clear of the fingerprint's samples: the cached digest still looks valid.
+            await journal.begin(local, str(target), md5=original.md5, chunk_size=cs, transport="http",
+                                digest=original)
+            rewrite_in_place(src, 3 * cs - 256 * 1024, 128 * 1024, seed=-1)
+            folders = RemoteFolders(api)
+            engine = Engine(journal, ChunkedDestination(api, folders, chunk_size=cs), chunk_size=cs,
+                            settle_seconds=0.05)
+            summary = await engine.run([SendItem(local, target)])
+        finally:
+            await journal.close()
+    assert (summary.files_sent, summary.files_failed) == (1, 0), summary.failures
+    assert md5_of(emu.private_path("v/f.bin")) == md5_of(src) != original.md5
+    merges = [(m["fileMd5"], m["ok"]) for m in emu.log_entries() if m["path"].endswith("/mergeFile")]
+    assert merges == [(original.md5, False), (md5_of(src), True)]
 
 
 def test_sftp_does_not_place_bytes_that_differ_from_the_files_md5(tmp_path: Path) -> None:

@@ -148,6 +148,8 @@ class Engine:
         self.namespace = namespace
         self.destination = destination
         self.fallback = fallback
+        # The primary's chunk md5s come from the read that hashes each file (none for SFTP).
+        self._hashed_chunk_size: int = getattr(destination, "hashed_chunk_size", 0)
         self.progress = progress or NullSink()
         self.transfers = max(1, transfers)
         self.hash_workers = max(1, hash_workers)
@@ -473,7 +475,7 @@ class Engine:
     async def _hash(self, local: LocalFile, remote: str) -> Digest:
         """md5 in a thread; a large file says how far its hashing is (`hashing` events, bytes as deltas)."""
         if local.size < HASH_EVENTS_FROM:
-            return await asyncio.to_thread(hash_file, local)
+            return await asyncio.to_thread(hash_file, local, chunk_size=self._hashed_chunk_size)
         loop = asyncio.get_running_loop()
         emit = self.progress.emit
         pending = 0
@@ -486,7 +488,7 @@ class Engine:
                 pending = 0
 
         emit(Event("hashing", local.rel, remote, size=local.size))  # bytes 0: hashing begins
-        digest = await asyncio.to_thread(hash_file, local, on_read)
+        digest = await asyncio.to_thread(hash_file, local, on_read, chunk_size=self._hashed_chunk_size)
         if pending:  # queued after every event of the thread, so still in order
             emit(Event("hashing", local.rel, remote, bytes=pending, size=local.size))
         return digest

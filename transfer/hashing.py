@@ -7,7 +7,11 @@ hashlib releases the GIL for large updates, so a hashing thread runs beside the 
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import os
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,7 @@ from .models import Digest, LocalFile
 
 READ_BLOCK = 1 << 20  # 1 MiB: large enough for md5sum's speed, small enough to stay flat
 SAMPLE = 64 << 10  # fingerprint samples: head, middle and tail
+OnRead = Callable[[int], None]
 
 
 def stat_file(path: Path | str, rel: str) -> LocalFile:
@@ -41,32 +46,104 @@ def md5_hex(data: bytes | memoryview) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def hash_file(local: LocalFile, on_read: Callable[[int], None] | None = None) -> Digest:
-    """md5 of the whole file in one pass; raises LocalFileChanged if it changed meanwhile.
+def hash_file(local: LocalFile, on_read: OnRead | None = None, *, chunk_size: int = 0) -> Digest:
+    """md5 of the whole file in one read pass; raises LocalFileChanged if it changed meanwhile.
 
     `on_read(n)`, when given, is called (in this thread) after each block of n bytes is hashed.
+    With `chunk_size`, a file of more than one chunk also gets the md5 of every chunk from the
+    same read: a second hasher in its own thread takes each block as the first does, so both
+    digests describe the same bytes and two cores share the work.
     """
-    md5 = hashlib.md5()
-    buf = bytearray(READ_BLOCK)
-    view = memoryview(buf)
-    total = 0
     with open(local.path, "rb", buffering=0) as f:
         try:
             os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
         except (AttributeError, OSError):
             pass
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            md5.update(view[:n])
-            total += n
-            if on_read is not None:
-                on_read(n)
+        if 0 < chunk_size < local.size:
+            md5, chunks, total = _md5_with_chunks(f, chunk_size, on_read)
+        else:
+            md5, total = _md5(f, on_read)
+            chunks = ()
     after = stat_file(local.path, local.rel)
     if total != local.size or not after.same_stat(local):
         raise LocalFileChanged(f"{local.rel} changed while it was hashed")
-    return Digest(md5=md5.hexdigest(), fingerprint=fingerprint(local.path, local.size))
+    return Digest(md5=md5, fingerprint=fingerprint(local.path, local.size), chunks=chunks,
+                  chunk_size=chunk_size if chunks else 0)
+
+
+def _md5(f: io.FileIO, on_read: OnRead | None) -> tuple[str, int]:
+    """(md5, bytes read) of what is left in `f`."""
+    md5 = hashlib.md5()
+    buf = bytearray(READ_BLOCK)
+    view = memoryview(buf)
+    total = 0
+    while n := f.readinto(buf):
+        md5.update(view[:n])
+        total += n
+        if on_read is not None:
+            on_read(n)
+    return md5.hexdigest(), total
+
+
+def _md5_with_chunks(f: io.FileIO, chunk_size: int, on_read: OnRead | None) -> tuple[str, tuple[str, ...], int]:
+    """(md5, chunk md5s, bytes read) of what is left in `f`, from one read of each block.
+
+    This thread reads and feeds the file's hasher; a second thread feeds the chunk hasher from
+    the same buffer (hashlib releases the GIL on large updates: both cores hash). Two buffers
+    alternate, so the next block is read while the other thread still hashes the last one.
+    No block spans two chunks.
+    """
+    views = [memoryview(bytearray(READ_BLOCK)), memoryview(bytearray(READ_BLOCK))]
+    jobs: queue.SimpleQueue[tuple[memoryview, bool] | None] = queue.SimpleQueue()
+    done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+    chunks: list[str] = []
+
+    def chunk_hasher() -> None:
+        md5 = hashlib.md5()
+        try:
+            while (job := jobs.get()) is not None:
+                block, ends_chunk = job
+                md5.update(block)
+                if ends_chunk:
+                    chunks.append(md5.hexdigest())
+                    md5 = hashlib.md5()
+                done.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread, which raises it
+            done.put(exc)
+
+    def handed_back() -> None:
+        error = done.get()
+        if error is not None:
+            raise error
+
+    md5 = hashlib.md5()
+    total = 0
+    busy = False  # the chunk hasher holds the other buffer
+    helper = threading.Thread(target=chunk_hasher, name="hubsync-chunk-md5", daemon=True)
+    helper.start()
+    try:
+        for turn in itertools.count():
+            view = views[turn & 1]
+            n = f.readinto(view[: min(READ_BLOCK, chunk_size - total % chunk_size)])
+            if busy:
+                handed_back()
+                busy = False
+            if not n:
+                break
+            block = view[:n]
+            total += n
+            jobs.put((block, total % chunk_size == 0))
+            busy = True
+            md5.update(block)
+            if on_read is not None:
+                on_read(n)
+        if total % chunk_size:  # the last, shorter chunk
+            jobs.put((views[0][:0], True))
+            handed_back()
+    finally:
+        jobs.put(None)
+        helper.join()
+    return md5.hexdigest(), tuple(chunks), total
 
 
 def pread_full(fd: int, length: int, offset: int) -> bytes:
@@ -108,9 +185,14 @@ def md5_of_span(path: Path | str, offset: int, length: int, piece: int = SPAN_PI
 
 @dataclass(frozen=True)
 class FileSpan:
-    """`length` bytes of a file at `offset` whose md5 is known: sent by streaming, never held whole."""
+    """`length` bytes of a file at `offset` whose md5 is known: sent by streaming, never held whole.
+
+    `verify`: check the bytes read against `md5` while streaming (an md5 pass). Off where the
+    receiver checks them itself and refuses a mismatch (uploadFile's chunkMd5).
+    """
 
     path: Path | str
     offset: int
     length: int
     md5: str
+    verify: bool = True

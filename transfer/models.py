@@ -122,10 +122,24 @@ class ChunkPlan:
 
 @dataclass(frozen=True)
 class Digest:
-    """A file's md5 and the cheap xxhash fingerprint that says the content is unchanged."""
+    """A file's md5 and the cheap xxhash fingerprint that says the content is unchanged.
+
+    `chunks`, when known, are the md5s of its `chunk_size` chunks, computed in the same read as
+    `md5` (so both describe the same bytes); never stored in the journal.
+    """
 
     md5: str
     fingerprint: str
+    chunks: tuple[str, ...] = field(default=(), repr=False)
+    chunk_size: int = 0
+
+    def chunk_md5(self, plan: ChunkPlan, index: int) -> str | None:
+        """The md5 of chunk `index` of `plan`, if known without reading the file."""
+        if plan.total == 1:
+            return self.md5  # a file of one chunk is its own chunk
+        if self.chunk_size == plan.chunk_size and len(self.chunks) == plan.total:
+            return self.chunks[index]
+        return None
 
 
 @dataclass(frozen=True)

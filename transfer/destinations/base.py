@@ -112,7 +112,11 @@ class Confirmation:
 
 
 class Destination(Protocol):
-    """A transport into one kind of remote (HTTP chunk protocol, SFTP, datahub)."""
+    """A transport into one kind of remote (HTTP chunk protocol, SFTP, datahub).
+
+    A destination that sends chunk md5s may have a `hashed_chunk_size` (int): the engine then
+    computes those chunks' md5s in the read that hashes the file (`Digest.chunks`).
+    """
 
     transport: str
 

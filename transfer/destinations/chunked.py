@@ -50,6 +50,11 @@ class ChunkedDestination:
         self.merge_attempts = merge_attempts
         self.chunk_requests = 0
 
+    @property
+    def hashed_chunk_size(self) -> int:
+        """The chunks whose md5s the engine computes in a file's hashing read (see Destination)."""
+        return self.chunk_size
+
     async def send(
         self, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState, on_bytes: OnBytes,
         *, scope: RunScope | None = None,
@@ -109,11 +114,10 @@ class ChunkedDestination:
             if reported is not None and acked.get(index) == reported:
                 on_bytes(length, False)  # held and known to be ours: no read, no send
                 return
-            # Hashed here, streamed from the file when sent: no chunk is held in memory.
-            # A file of one chunk is its own chunk: its md5 is known already.
-            if plan.total == 1:
-                chunk_md5 = digest.md5
-            else:
+            # Known from the file's hashing read (or hashed now, on a resume from a cached
+            # digest), streamed from the file when sent: no chunk is held in memory.
+            chunk_md5 = digest.chunk_md5(plan, index)
+            if chunk_md5 is None:
                 chunk_md5 = await asyncio.to_thread(md5_of_span, local.path, offset, length)
             if reported is not None and reported == chunk_md5:
                 await resume.ack_chunk(index, chunk_md5, 0)
@@ -122,16 +126,26 @@ class ChunkedDestination:
             self.chunk_requests += 1
             if self.bandwidth is not None:
                 await self.bandwidth.consume(length)
-            await self.api.upload_chunk(
-                file_space(target),
-                target.folder,
-                target.name,
-                file_md5=digest.md5,
-                index=index,
-                total=plan.total,
-                data=FileSpan(local.path, offset, length, chunk_md5),
-                chunk_md5=chunk_md5,
-            )
+            try:
+                # Not hashed again on the way: the platform refuses a chunk whose bytes do not
+                # have its chunkMd5, which is what a file changed since it was hashed sends.
+                await self.api.upload_chunk(
+                    file_space(target),
+                    target.folder,
+                    target.name,
+                    file_md5=digest.md5,
+                    index=index,
+                    total=plan.total,
+                    data=FileSpan(local.path, offset, length, chunk_md5, verify=False),
+                    chunk_md5=chunk_md5,
+                )
+            except PlatformRefused:
+                # Only a refusal costs a pass over the chunk: to tell a changed file (sent again
+                # by the engine, hashed afresh) from a refusal of something else.
+                if await asyncio.to_thread(md5_of_span, local.path, offset, length) != chunk_md5:
+                    raise LocalFileChanged(f"{local.rel} changed while it was sent (chunk {index} no longer"
+                                           " has the md5 it was hashed with)") from None
+                raise
             await resume.ack_chunk(index, chunk_md5, length)
             on_bytes(length, True)
 
