@@ -15,6 +15,9 @@ from transfer.models import ChunkPlan
 MiB = 1 << 20
 
 
+# No deadline: on a shared 2-core machine a 200,000-slice example can take 300 ms (timing
+# targets live in bench/, not in tests).
+@settings(deadline=None)
 @given(size=st.integers(min_value=0, max_value=1 << 40), chunk=st.integers(min_value=1, max_value=1 << 30))
 def test_plan_covers_exactly_once(size: int, chunk: int) -> None:
     plan = ChunkPlan(size, chunk)
@@ -33,7 +36,7 @@ def test_plan_covers_exactly_once(size: int, chunk: int) -> None:
     assert position == size
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(size=st.integers(min_value=0, max_value=200_000), chunk=st.integers(min_value=1, max_value=70_000),
        seed=st.integers(min_value=0, max_value=2**32))
 def test_reassembly_reproduces_md5(size: int, chunk: int, seed: int) -> None:
