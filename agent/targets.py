@@ -15,7 +15,7 @@ from transfer.datahub import DatahubApi, Resolver
 from transfer.destinations.base import Destination
 from transfer.destinations.datahub import DatahubTree, DirectDatahubDestination, StagedDatahubDestination
 from transfer.engine import ListFolder, Refused, SendItem, Unreadable
-from transfer.errors import ConfigError, ParentNotApplicable, ParentNotFound, VersionNotFound
+from transfer.errors import ConfigError, ParentNotApplicable, ParentNotFound, TransferError, VersionNotFound
 from transfer.models import DatahubSpace, LocalFile, RemoteEntry, Space
 from transfer.remotepath import RefusedName, RemoteFolder, display
 
@@ -92,7 +92,14 @@ class Target:
         """The engine's way to list a folder of this remote (verification before skipping)."""
 
         async def list_folder(space: Space | DatahubSpace, folder: str) -> list[RemoteEntry]:
-            return await self.listing(services, folder)
+            try:
+                return await self.listing(services, folder)
+            except TransferError:
+                if isinstance(space, Space):
+                    # Gone there, most likely (deleted since it was made): files sent into it
+                    # next make it again instead of trusting the cache of folders made.
+                    services.folders.forget(space, folder, parents=True)
+                raise
 
         return list_folder
 

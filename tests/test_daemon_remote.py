@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 from pathlib import Path
 
 from agent.daemon.reconcile import JITTER, PeriodicTimer, jittered
 from emulator.testing import EmulatorThread
 
 from .conftest import md5_of, run_cli, wait_for, write_random
-from .daemon_support import DaemonProcess, arrived, daemon_config, sends
+from .daemon_support import SEND_PATHS, DaemonProcess, arrived, daemon_config, sends
 
 
 def test_the_timers_intervals_stay_within_25_percent_and_use_the_range() -> None:
@@ -46,19 +47,24 @@ def _start(tmp_path: Path, hub_env: dict, src: Path, remote: str) -> DaemonProce
     return DaemonProcess(cfg, hub_env, tmp_path / "daemon.log")
 
 
+def _tree(src: Path, sizes: dict[str, int]) -> dict[str, str]:
+    """Random files of these sizes under `src`; returns rel -> md5."""
+    return {rel: md5_of(write_random(src / rel, size, seed=i)) for i, (rel, size) in enumerate(sizes.items())}
+
+
+def _all_arrived(emu: EmulatorThread, folder: str, md5s: dict[str, str]) -> None:
+    for rel, md5 in md5s.items():
+        wait_for(lambda rel=rel, md5=md5: arrived(emu.private_path(f"{folder}/{rel}"), md5), timeout=60)
+
+
 def test_the_remote_check_restores_what_was_deleted_or_replaced_there(
     emu: EmulatorThread, hub_env: dict, tmp_path: Path
 ) -> None:
     src = tmp_path / "src"
-    write_random(src / "gone.bin", 3000, seed=1)
-    write_random(src / "other.bin", 200_000, seed=2)
-    write_random(src / "same.bin", 4000, seed=3)
-    write_random(src / "kept.bin", 5000, seed=4)
-    local = {p.name: md5_of(p) for p in src.iterdir()}
+    local = _tree(src, {"gone.bin": 3000, "other.bin": 200_000, "same.bin": 4000, "kept.bin": 5000})
     stamps = {p.name: p.stat().st_mtime_ns for p in src.iterdir()}
     with _start(tmp_path, hub_env, src, "private:/R") as daemon:
-        for name, md5 in local.items():
-            wait_for(lambda name=name, md5=md5: arrived(emu.private_path(f"R/{name}"), md5))
+        _all_arrived(emu, "R", local)
         daemon.wait_event("remote_check", lambda e: e["checked"] == 4 and e["repaired"] == 0)
         # Behind the daemon's back: one deleted, one replaced by other bytes (another size), one
         # replaced by bytes of the same size (later on the platform's clock).
@@ -68,8 +74,7 @@ def test_the_remote_check_restores_what_was_deleted_or_replaced_there(
         later = same.stat().st_mtime + 30
         same.write_bytes(bytes(4000))
         os.utime(same, (later, later))
-        for name in ("gone.bin", "other.bin", "same.bin"):
-            wait_for(lambda name=name: arrived(emu.private_path(f"R/{name}"), local[name]), timeout=60)
+        _all_arrived(emu, "R", local)
         checks = daemon.events("remote_check")
         assert sum(e["repaired"] for e in checks) == 3, checks
         assert {x["path"] for e in checks for x in e.get("examples", [])} == {"gone.bin", "other.bin", "same.bin"}
@@ -84,3 +89,24 @@ def test_the_remote_check_restores_what_was_deleted_or_replaced_there(
         assert daemon.stop() == 0
     # Nothing changed here: no local file was touched to make the daemon send.
     assert {p.name: p.stat().st_mtime_ns for p in src.iterdir()} == stamps
+
+
+def test_a_remote_folder_deleted_behind_the_journals_back_is_made_again_with_all_it_held(
+    emu: EmulatorThread, hub_env: dict, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    local = _tree(src, {"top.bin": 1000, "sub/deeper/small.bin": 2000, "sub/deeper/chunked.bin": 150_000,
+                        "sub/flat.bin": 3000})
+    with _start(tmp_path, hub_env, src, "private:/F") as daemon:
+        _all_arrived(emu, "F", local)
+        daemon.wait_event("remote_check", lambda e: e["checked"] == 4)
+        # The daemon made F/sub and F/sub/deeper and remembers them; someone deletes them there.
+        emu.clear_log()
+        shutil.rmtree(emu.private_path("F/sub"))
+        _all_arrived(emu, "F", local)
+        assert emu.private_path("F/sub/deeper").is_dir()
+        assert sum(e["repaired"] for e in daemon.events("remote_check")) == 3
+        # The listing that found the folders gone told the cache: no upload was refused first.
+        refused = [e for e in emu.log_entries() if e["path"].endswith(SEND_PATHS) and not e.get("ok")]
+        assert not refused, refused
+        assert daemon.stop() == 0

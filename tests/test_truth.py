@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -10,10 +11,16 @@ from pathlib import Path
 import pytest
 
 from emulator.testing import EmulatorThread
+from transfer.api import PlatformClient
+from transfer.destinations.chunked import ChunkedDestination
 from transfer.drift import drift
-from transfer.models import RemoteEntry
+from transfer.engine import Engine, SendItem
+from transfer.folders import RemoteFolders
+from transfer.hashing import stat_file
+from transfer.journal import Journal
+from transfer.models import RemoteEntry, RemoteTarget, Space
 
-from .conftest import md5_of, run_cli, summary_of, write_random
+from .conftest import ALICE, KEY, md5_of, run_cli, summary_of, write_random
 
 
 def _entry(size: int, mtime_ms: int | None = None, is_dir: bool = False) -> RemoteEntry:
@@ -62,7 +69,6 @@ def test_sync_repairs_remote_drift(emu: EmulatorThread, hub_env: dict, tmp_path:
     for i in range(4):
         assert md5_of(emu.private_path(f"d/sub/f{i}.bin")) == md5_of(src / f"sub/f{i}.bin")
     # A folder deleted on the remote: its files are sent again (the folder made anew).
-    import shutil
     shutil.rmtree(emu.private_path("d/sub"))
     again = _sync(src, hub_env)
     assert again["files_repaired"] == 4
@@ -163,3 +169,34 @@ def test_a_journal_from_before_remote_times_takes_the_listings_time_as_its_basel
     os.utime(remote, (later + 30, later + 30))
     assert _sync(src, hub_env)["files_repaired"] == 1
     assert md5_of(remote) == md5_of(src / "a.bin")
+
+
+async def test_a_write_into_a_folder_deleted_since_it_was_made_makes_it_again(emu: EmulatorThread, tmp_path: Path) -> None:
+    """One engine kept for days (as the daemon's): its cache of folders made goes stale when the
+    folder is deleted there; the refused write makes it again and goes, with no listing first."""
+    src = tmp_path / "src"
+    small, big = write_random(src / "small.bin", 500, seed=1), write_random(src / "big.bin", 3 << 16, seed=2)
+    cs = 1 << 16
+    async with PlatformClient(emu.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:
+        journal = await Journal(tmp_path / "j.sqlite3").open()
+        try:
+            engine = Engine(journal, ChunkedDestination(api, RemoteFolders(api), chunk_size=cs,
+                                                        small_file_threshold=cs), chunk_size=cs)
+
+            def items() -> list[SendItem]:
+                return [SendItem(stat_file(p, p.name), RemoteTarget(Space.PRIVATE, "w/x/y", p.name))
+                        for p in (small, big)]
+
+            assert (await engine.run(items())).files_sent == 2
+            shutil.rmtree(emu.private_path("w/x"))
+            write_random(small, 600, seed=3)
+            write_random(big, 3 << 16, seed=4)
+            emu.clear_log()
+            summary = await engine.run(items())
+        finally:
+            await journal.close()
+    assert (summary.files_sent, summary.files_failed) == (2, 0), summary.failures
+    assert md5_of(emu.private_path("w/x/y/small.bin")) == md5_of(small)
+    assert md5_of(emu.private_path("w/x/y/big.bin")) == md5_of(big)
+    made = [e for e in emu.log_entries() if e["path"].endswith("/addFolder") and e.get("ok")]
+    assert len(made) == 2, made  # x and y, once each (w was still there)

@@ -61,6 +61,20 @@ class ChunkedDestination:
     ) -> bool:
         space = file_space(target)
         await self.folders.ensure(space, target.folder)
+        since = self.folders.remade
+        try:
+            return await self._send_into(space, local, digest, target, resume, on_bytes)
+        except PlatformRefused:
+            # The folder may have gone since it was made (deleted there: the cache of folders
+            # made is then stale). Made again, the file is worth one more try.
+            if not await self.folders.made_again(space, target.folder, since):
+                raise
+            return await self._send_into(space, local, digest, target, resume, on_bytes)
+
+    async def _send_into(
+        self, space: Space, local: LocalFile, digest: Digest, target: RemoteTarget, resume: ResumeState,
+        on_bytes: OnBytes,
+    ) -> bool:
         if local.size == 0 or local.size < self.small_file_threshold:
             await self._send_small(local, digest, target, on_bytes)
             return False
@@ -76,6 +90,13 @@ class ChunkedDestination:
                 )
                 return check.held
             except PlatformRefused:
+                if await self.folders.made_again(space, target.folder, self.folders.remade):
+                    # The folder had gone (deleted on the platform since it was made): the chunks
+                    # are held by md5, not by folder, so the merge alone is tried again.
+                    await self.api.merge(
+                        space, target.folder, target.name, file_md5=digest.md5, size=local.size, total=plan.total
+                    )
+                    return check.held
                 # The platform checks the whole file's md5 at merge. A file rewritten in place
                 # with its size and mtime restored looks unchanged to stat: only its bytes tell.
                 if await asyncio.to_thread(_md5_now, local) != digest.md5:
