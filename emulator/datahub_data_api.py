@@ -12,7 +12,9 @@ the seed is silent:
   (0 for folders), `updateTime` in ms. Images list through `image/queryImageFileList`, the other
   kinds through `data/queryFileList`; the wrong one is refused.
 - `tempUrl` (`/api/aiosFile/downloadTenant/...`, seed line 11680) needs the Authorization header
-  (a plain HTTP 401 without it), does not expire, and serves one byte range per request.
+  (a plain HTTP 401 without it), does not expire, and serves one byte range per request. Only
+  the URL handed out serves the file: its tenant must be the caller's and its author the
+  asset's (404 otherwise), so a client cannot get by building URLs of its own.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from .datahub_files import SubmitPlan, check_target, delete_paths, list_folder
 from .datahub_store import FINISHED
 from .envelopes import ApiError, datahub_ok
 from .fields import invalid, missing, name_value, path_value, read_form, read_json
-from .state import STATE, USER
+from .middleware import DOWNLOAD_CUT, InjectedReset
+from .state import FAULT, STATE, USER
 from .storage import Entry, HashedFile, Space, Storage, StorageError
 
 DOWNLOAD_PREFIX = "/api/aiosFile/downloadTenant/"
@@ -277,6 +280,9 @@ async def download(request: web.Request) -> web.StreamResponse:
         or version.status != FINISHED
         or not asset.visible_to(user.user_id)
         or not parts
+        # Only the URL queryFileDownloadUrl hands out: the caller's tenant, the asset's author.
+        or request.match_info["tenant"] != f"tenant{user.tenant_id}"
+        or request.match_info["author"] != asset.author
     ):
         raise web.HTTPNotFound(text="文件不存在")
     path = store_of(request).files_dir(asset, version.id).joinpath(*parts)
@@ -298,12 +304,18 @@ async def download(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         await asyncio.to_thread(f.seek, start)
         remaining = end - start
+        if request.get(FAULT) == DOWNLOAD_CUT:  # the download_cut_rate fault: send a part, then reset
+            remaining = request.app[STATE].config.faults.reset_point(remaining)
         while remaining > 0:
             block = await asyncio.to_thread(f.read, min(_SEND_BLOCK, remaining))
             if not block:
                 break  # truncated meanwhile
             await response.write(block)
             remaining -= len(block)
+        if request.get(FAULT) == DOWNLOAD_CUT:
+            if request.transport is not None:
+                request.transport.abort()
+            raise InjectedReset()
         await response.write_eof()
         return response
     finally:

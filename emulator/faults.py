@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 AuthErrorForm = Literal["random", "http", "body"]
 
-_RATES = ("chunk_error_rate", "reset_rate", "busy_rate", "wrong_chunk_md5_rate")
+_RATES = ("chunk_error_rate", "reset_rate", "busy_rate", "wrong_chunk_md5_rate", "download_error_rate",
+          "download_cut_rate")
 _DELAYS = ("latency", "datahub_create_delay", "datahub_import_delay", "datahub_assemble_delay")
 _SWITCHES = ("chunk_api_off", "datahub_create_fail", "datahub_import_drop", "lenient_paths", "html_errors")
 
@@ -30,6 +31,10 @@ class Faults:
     chunk_error_rate: float = 0.0
     #: Fraction of uploadFile calls (file and datahub) whose connection is aborted mid-body.
     reset_rate: float = 0.0
+    #: Fraction of file downloads (GETs of a datahub tempUrl) answered HTTP 500 (plain, no envelope).
+    download_error_rate: float = 0.0
+    #: Fraction of file downloads whose connection is aborted partway through the body (in its first half).
+    download_cut_rate: float = 0.0
     #: Seconds added to every API call.
     latency: float = 0.0
     #: Fraction of API calls answered `busy_status` with `Retry-After: retry_after`.

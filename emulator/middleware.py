@@ -34,6 +34,8 @@ DATAHUB_UPLOAD_PATH = "/api/market/datahub/data/uploadFile"
 RESET_PATHS = frozenset({UPLOAD_CHUNK_PATH, DATAHUB_UPLOAD_PATH})
 #: Datahub tempUrls (datahub_data_api.DOWNLOAD_PREFIX; not imported: the gate knows no routes).
 DOWNLOAD_PREFIX = "/api/aiosFile/"
+#: The FAULT mark of a download whose connection the handler aborts partway through the body.
+DOWNLOAD_CUT = "download_cut"
 #: The md5 chunk protocol; `chunk_api_off` removes exactly these routes.
 CHUNK_PATHS = frozenset({"/api/file/file/checkFileExist", UPLOAD_CHUNK_PATH, "/api/file/file/mergeFile"})
 SIMPLE_UPLOAD_PATHS = frozenset({"/api/file/file/uploadFolder", "/api/file/file/uploadPublicFolder"})
@@ -114,7 +116,13 @@ async def gate_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if path in RESET_PATHS and faults.inject_error(faults.reset_rate):
         request[FAULT] = "reset"
         await _abort_midway(request, faults)
-    faults.clean_call()
+    if download and faults.inject_error(faults.download_error_rate):
+        request[FAULT] = "download_error"
+        return web.Response(status=500, text=_ERROR_MESSAGE)
+    if download and faults.inject_error(faults.download_cut_rate):
+        request[FAULT] = DOWNLOAD_CUT  # the handler cuts the body short (it knows the file's size)
+    else:
+        faults.clean_call()
     LENIENT_PATHS.set(faults.lenient_paths)  # this request's task only (a context variable)
     if path != LOGIN_PATH:
         denied = _authenticate(request, state, family)

@@ -439,6 +439,43 @@ async def test_download_honours_range(emu: EmulatorThread, hub: HubApi) -> None:
     assert downloads[1]["bytes"] == 10 and downloads[0]["user_id"] == 5
 
 
+async def test_download_serves_only_the_url_it_handed_out(emu: EmulatorThread, hub: HubApi) -> None:
+    asset, (v1,) = emu.datahub_create_asset("model", "m")
+    emu.datahub_path("model", asset, v1, "f").write_bytes(DATA)
+    url = hub_ok(await hub.post("data/queryFileDownloadUrl", {"id": asset, "versionId": v1, "filePath": "f"}))[
+        "tempUrl"
+    ]
+    assert f"/tenant101/private/datahub/alice/{asset}/{v1}/f" in url
+    for other in (url.replace("/tenant101/", "/tenant102/"), url.replace("/alice/", "/bob/")):
+        async with hub.api.session.get(emu.url + other, headers=hub.api.headers()) as r:
+            assert r.status == 404
+    async with hub.api.session.get(emu.url + url, headers=hub.api.headers()) as r:
+        assert r.status == 200 and await r.read() == DATA
+
+
+async def test_download_faults(emu: EmulatorThread, hub: HubApi) -> None:
+    asset, (v1,) = emu.datahub_create_asset("model", "m")
+    emu.datahub_path("model", asset, v1, "f").write_bytes(DATA)
+    url = emu.url + hub_ok(
+        await hub.post("data/queryFileDownloadUrl", {"id": asset, "versionId": v1, "filePath": "f"})
+    )["tempUrl"]
+    emu.faults.download_error_rate = 1.0
+    for _ in range(3):  # max_consecutive_errors, then a clean answer
+        async with hub.api.session.get(url, headers=hub.api.headers()) as r:
+            assert r.status == 500 and r.content_type == "text/plain"
+    async with hub.api.session.get(url, headers=hub.api.headers()) as r:
+        assert r.status == 200 and await r.read() == DATA
+    hub_ok(await hub.files(asset, v1))  # other calls are not downloads
+    emu.faults.download_error_rate = 0.0
+    emu.faults.download_cut_rate = 1.0
+    async with hub.api.session.get(url, headers=hub.api.headers()) as r:
+        assert r.status == 200 and r.content_length == len(DATA)
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await r.read()
+    entry = [e for e in emu.log_entries() if e["path"].startswith("/api/aiosFile/")][-1]
+    assert entry["fault"] == "download_cut" and entry["status"] is None
+
+
 # -- faults, configuration, persistence -----------------------------------------------------------
 
 
