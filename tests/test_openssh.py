@@ -18,6 +18,7 @@ every test here is skipped, and the skip says why.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -40,6 +41,7 @@ from transfer.errors import Fatal
 from transfer.hashing import hash_file, stat_file
 from transfer.journal import Journal
 from transfer.models import RemoteTarget, Space
+from transfer.readback import Md5Sink
 from transfer.remotepath import RemoteFolder, part_name
 
 from .conftest import KEY, md5_of, write_random
@@ -274,3 +276,37 @@ async def test_host_key_is_pinned_and_a_changed_one_refused(rig: Rig, sshd: Sshd
     finally:
         await dest.close()
     assert md5_of(rig.on_disk("two.bin")) == md5_of(second)
+
+
+async def test_read_back_over_openssh(rig: Rig, tmp_path: Path) -> None:
+    """`check --download` reads files back through the same account, pinned key and pacing."""
+    src = tmp_path / "src"
+    sizes = {"zero.bin": 0, "small.bin": 1000, "big.bin": 9 * MiB + 7}  # big: more than two READ_PIECEs
+    for i, (rel, size) in enumerate(sizes.items()):
+        write_random(src / rel, size, seed=i)
+    dest = rig.destination()
+    try:
+        assert (await Engine(rig.journal, dest, chunk_size=CS).run(rig.items(src, list(sizes)))).failures == []
+        await dest.connect(Space.PRIVATE)
+        folder = RemoteFolder(Space.PRIVATE, rig.remote_root)
+        for rel in sizes:
+            sink = Md5Sink()
+            await dest.read_into(folder.target(rel), sink)
+            assert (await sink.hexdigest(), sink.position) == (md5_of(src / rel), sizes[rel]), rel
+        on_disk = rig.on_disk("big.bin")
+        await asyncio.to_thread(_flip_byte, on_disk, 5 * MiB)  # in the second piece
+        sink = Md5Sink()
+        await dest.read_into(folder.target("big.bin"), sink)
+        assert await sink.hexdigest() == md5_of(on_disk) != md5_of(src / "big.bin")
+        with pytest.raises(Fatal, match="SFTP server refused"):
+            await dest.read_into(folder.target("gone.bin"), Md5Sink())
+    finally:
+        await dest.close()
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 1]))

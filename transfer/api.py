@@ -8,9 +8,9 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -18,13 +18,15 @@ import aiohttp.payload
 
 from . import remotepath
 from .auth import TokenSource, encrypt_password, jwt_claims
-from .envelope import Envelope, PlatformRefused, body_excerpt, classify, classify_failure
+from .envelope import Envelope, PlatformRefused, body_excerpt, classify, classify_download, classify_failure
 from .errors import AuthExpired, AuthFailed, ConfigError, Fatal, LocalFileChanged, Retryable
 from .hashing import SPAN_PIECE, FileSpan, pread_full
 from .models import CheckResult, RemoteEntry, SftpAccount, Space, UserInfo
 from .pacer import Pacer
+from .readback import ByteSink
 
 log = logging.getLogger("hubsync.api")
+T = TypeVar("T")
 LIST_PAGE = 100
 # mergeFile answers once the platform has joined and hashed the chunks: bounded by its disks.
 MERGE_RATE = 20 << 20
@@ -249,13 +251,17 @@ class PlatformClient:
     async def _authed(
         self, method: str, path: str, json_body: Any, form: FormFactory | None, limits: aiohttp.ClientTimeout | None
     ) -> Envelope:
+        return await self._with_token(lambda token: self._send(method, path, token, json_body, form, limits), path)
+
+    async def _with_token(self, attempt: Callable[[str], Awaitable[T]], path: str) -> T:
+        """The auth flow of one attempt: with the current token; refused (401), log in again and once more."""
         token = await self.tokens.get()
         try:
-            return await self._send(method, path, token, json_body, form, limits)
+            return await attempt(token)
         except AuthExpired:
             token = await self.tokens.refresh(token)
         try:
-            return await self._send(method, path, token, json_body, form, limits)
+            return await attempt(token)
         except AuthExpired as exc:
             # A fresh token refused at once: either it expired in between (short lifetimes) or
             # the platform is flapping. Let the pacer space out another full attempt.
@@ -272,6 +278,44 @@ class PlatformClient:
         """
         limits = self.timeouts.for_call(sends, work) if sends or work else None
         return await self.pacer.call(lambda: self._authed(method, path, body, form, limits), what=path)
+
+    async def download(self, url: str, size: int, sink: ByteSink) -> None:
+        """GET a file of the platform (a datahub tempUrl: a path, or a URL on the platform's own
+        host) with the token, its body streamed into `sink`. Paced: an attempt cut off midway is
+        followed by one asking for the rest (a Range request from `sink.position`)."""
+        full = self.base_url + url if url.startswith("/") else url
+        if urlsplit(full)[:2] != urlsplit(self.base_url)[:2]:
+            # The token goes with the request: never to another host.
+            raise Fatal(f"download URL is not on the platform ({urlsplit(full).netloc or url!r})", endpoint=url)
+        endpoint = urlsplit(full).path
+        # A download of N bytes gets N / min_rate on top of request_timeout, as a chunk sent does.
+        limits = self.timeouts.for_call(size)
+        await self.pacer.call(
+            lambda: self._with_token(lambda token: self._get(full, endpoint, token, sink, limits), endpoint),
+            what=endpoint,
+        )
+
+    async def _get(self, url: str, endpoint: str, token: str, sink: ByteSink, limits: aiohttp.ClientTimeout) -> None:
+        start = sink.position
+        headers = {"Authorization": f"Bearer {token}"}
+        if start:
+            headers["Range"] = f"bytes={start}-"
+        try:
+            async with self.session.get(url, headers=headers, timeout=limits) as resp:
+                log.debug("GET %s from byte %d: HTTP %d", endpoint, start, resp.status)
+                if resp.status == 416 and start:
+                    sink.restart()  # the file got shorter than what was read: read it again
+                    raise Retryable("HTTP 416: the file is shorter than the bytes already read", endpoint=endpoint)
+                if not 200 <= resp.status < 300:
+                    classify_download(resp.status, await resp.content.read(4096), resp.headers.get("Retry-After"),
+                                      endpoint=endpoint)
+                if resp.status != 206 or not resp.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+                    sink.restart()  # no Range (or another one) honoured: the whole file comes
+                async for data in resp.content.iter_chunked(SPAN_PIECE):
+                    await sink.write(data)
+        except (aiohttp.ClientError, ssl.SSLError, TimeoutError) as exc:
+            raise classify_failure(exc, url=self.base_url, endpoint=endpoint, connect_timeout=self.timeouts.connect,
+                                   read_timeout=limits.sock_read or self.timeouts.request) from exc
 
     async def _login(self) -> str:
         cipher = encrypt_password(self._password, self._password_key)

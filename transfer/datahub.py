@@ -19,6 +19,7 @@ from .envelope import PlatformRefused
 from .errors import (
     AmbiguousName,
     AssetNotFound,
+    Fatal,
     ParentNotApplicable,
     ParentNotFound,
     TransferError,
@@ -28,6 +29,7 @@ from .errors import (
 from .hashing import FileSpan
 from .models import DatahubSpace, RemoteEntry
 from .pacer import Pacer
+from .readback import ByteSink
 
 KINDS = ("dataset", "model", "algo", "image")
 CATEGORY = {"dataset": 1, "algo": 2, "model": 3, "image": 4}
@@ -190,6 +192,17 @@ class DatahubApi:
     async def delete_files(self, space: DatahubSpace, paths: list[str]) -> None:
         body = {"id": space.asset_id, "versionId": space.version_id, "filePaths": [remotepath.join(p) for p in paths]}
         await self.api.call(f"{BASE}/data/deleteFiles", body)
+
+    async def download(self, space: DatahubSpace, path: str, size: int, sink: ByteSink) -> None:
+        """Stream the file at `path` in the version into `sink`: its tempUrl, then a GET of it."""
+        endpoint = f"{BASE}/data/queryFileDownloadUrl"
+        body = {"id": space.asset_id, "versionId": space.version_id, "filePath": remotepath.join(path)}
+        envelope = await self.api.call(endpoint, body)
+        data = envelope.data if envelope.data is not None else envelope.result
+        url = data.get("tempUrl") if isinstance(data, dict) else data
+        if not isinstance(url, str) or not url:
+            raise Fatal("answered without a tempUrl", endpoint=endpoint)
+        await self.api.download(url, size, sink)
 
     async def upload_chunk(
         self, space: DatahubSpace, folder: str, name: str, *, submit_id: str, index: int, total: int,

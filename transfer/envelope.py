@@ -104,6 +104,20 @@ def classify(status: int, body: bytes, retry_after: str | None, *, endpoint: str
     return envelope
 
 
+def classify_download(status: int, body: bytes, retry_after: str | None, *, endpoint: str) -> None:
+    """Raise the error class of a file download's answer that is not 2xx (protocol.md §1: a
+    download is no envelope family; its 401 is plain HTTP)."""
+    if status == 401:
+        raise AuthExpired(f"HTTP 401 {_snippet(body)}".strip(), endpoint=endpoint)
+    if status == 429 or status >= 500:
+        raise Retryable(f"HTTP {status} {_snippet(body)}".strip(), endpoint=endpoint,
+                        retry_after=parse_retry_after(retry_after))
+    if status == 404:
+        raise Fatal(f"HTTP 404 {_snippet(body)} (no such file)".replace("  ", " "), endpoint=endpoint)
+    if not 200 <= status < 300:
+        raise Fatal(f"HTTP {status} {_snippet(body)}".strip(), endpoint=endpoint)
+
+
 def classify_failure(
     exc: BaseException, *, url: str, endpoint: str, connect_timeout: float, read_timeout: float
 ) -> TransferError:
@@ -184,4 +198,4 @@ def _snippet(body: bytes, limit: int = 200) -> str:
     return text
 
 
-__all__ = ["Envelope", "PlatformRefused", "classify", "classify_failure", "parse_retry_after", "TransferError"]
+__all__ = ["Envelope", "PlatformRefused", "classify", "classify_download", "classify_failure", "parse_retry_after", "TransferError"]

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import asyncssh
 
@@ -40,6 +40,7 @@ from ..hostkeys import HostKeyCheck, HostKeyPolicy, host_pattern
 from ..journal import Journal
 from ..models import Digest, LocalFile, RemoteTarget, SftpAccount, Space
 from ..pacer import Pacer
+from ..readback import ByteSink
 from ..remotepath import PART_SUFFIX, join, part_path
 from ..scope import RunScope
 from .base import Confirmation, ConfirmItem, OnBytes, ResumeFields, ResumeState, ensure_unchanged
@@ -59,6 +60,7 @@ _WRITE = asyncssh.FXF_READ | asyncssh.FXF_WRITE | asyncssh.FXF_CREAT  # read: to
 # checkFileExist misses in a row, with no hit, after which a run concludes that the platform does
 # not index SFTP uploads and stops asking.
 MD5_PROBES = 8
+READ_PIECE = 4 << 20  # bytes per read when a file is read back: asyncssh pipelines it in blocks
 
 
 @dataclass
@@ -115,6 +117,7 @@ class SftpDestination:
         requests_in_flight: int = 32,
         connect_timeout: float = 10.0,
         request_timeout: float = 30.0,
+        min_rate: float = 32 << 10,
         pacer: Pacer | None = None,
         bandwidth: TokenBucket | None = None,
         stale_part_age: float = 7 * 86400,
@@ -133,6 +136,7 @@ class SftpDestination:
         self.requests_in_flight = max(1, min(requests_in_flight, chunk_size // block_size or 1))
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
+        self.min_rate = min_rate  # a read of N bytes may take request_timeout + N / min_rate
         self.pacer = pacer or Pacer()
         self.bandwidth = bandwidth
         self.stale_part_age = stale_part_age
@@ -389,6 +393,25 @@ class SftpDestination:
             await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
         if acked != persisted:
             await resume.save(replace(mine, offset=acked))
+
+    # -- reading back --------------------------------------------------------------------
+    async def connect(self, space: Space, *, scope: RunScope | None = None) -> None:
+        """Log in to the space's SFTP service now (paced): a refusal shows once, before any file."""
+        await self._call(space, lambda sftp: sftp.realpath("."), self._run(scope), "connect")
+
+    async def read_into(self, target: RemoteTarget, sink: ByteSink, *, scope: RunScope | None = None) -> None:
+        """Stream the file at `target` into `sink`, READ_PIECE bytes per read, each within its
+        deadline. Paced: a connection lost midway is reopened and the read goes on from
+        `sink.position`."""
+        space = _file_space(target)
+        deadline = self.request_timeout + READ_PIECE / self.min_rate
+
+        async def read(sftp: asyncssh.SFTPClient) -> None:
+            async with sftp.open(target.path, asyncssh.FXF_READ, encoding=None) as remote:
+                while data := await asyncio.wait_for(remote.read(READ_PIECE, sink.position), deadline):
+                    await sink.write(cast(bytes, data))  # encoding=None: bytes (asyncssh types it AnyStr)
+
+        await self._call(space, read, self._run(scope), f"read {target}")
 
     # -- confirming ----------------------------------------------------------------------
     async def confirm(self, items: list[ConfirmItem], *, scope: RunScope | None = None) -> list[Confirmation]:
