@@ -36,7 +36,8 @@ EXAMPLES = {
   hubsync --json status""",
     "check": """examples:
   hubsync check ./data private:/datasets/cifar
-  hubsync -q --json check ./cifar dataset:cifar@v3""",
+  hubsync check ./data private:/datasets/cifar --download --transfers 8
+  hubsync -q --json check ./cifar dataset:cifar@v3 --download""",
     "login": """examples:
   hubsync login
   HUBSYNC_CONFIG=/etc/hubsync.toml hubsync login
@@ -146,11 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when output is not a terminal: a progress line every SECONDS (default 30)")
     add("daemon", "run every [[watch]] job of the config until SIGTERM")
     add("status", "what the journal holds: per remote the last run and files done/failed, errors")
-    p = add("check", "compare SRC with REMOTE without sending: missing, other size, only on REMOTE, refused names;"
-                     " exit 0 when they match, 1 when they differ", remotes=True)
+    p = add("check", "compare SRC with REMOTE without sending: missing, other size, only on REMOTE, refused names"
+                     " (--download: other content too); exit 0 when they match, 1 when they differ", remotes=True)
     p.add_argument("source", metavar="SRC", help="the local folder")
     p.add_argument("remote", metavar="REMOTE", help="private:/dir, public:/dir or KIND:ASSET@VERSION[:/path]")
     p.add_argument("--exclude", action="append", metavar="GLOB", help="repeatable, .gitignore-style")
+    p.add_argument("--download", action="store_true",
+                   help="also fetch each remote file of the same size (SFTP for private:/public:, the datahub"
+                        " download for a version) and compare md5s; a file whose bytes differ is 'content'")
+    p.add_argument("--transfers", metavar="N", help="with --download: files read at once, 1 to 256 (default 4)")
     p = add("ls", "list a remote folder", remotes=True)
     p.add_argument("remote", metavar="REMOTE", help="private:/dir, public:/dir or KIND:ASSET@VERSION[:/path]")
     p = add("emulator", "run the stand-in platform on loopback (hubsync emulator --help: its options)")

@@ -320,3 +320,43 @@ class RichProgress:
 
 def _short(path: str, width: int = 40) -> str:
     return path if len(path) <= width else "…" + path[-(width - 1) :]
+
+
+class CheckProgress:
+    """`check --download` on a terminal: one bar of the bytes read back, with files done of total (stderr)."""
+
+    def __init__(self, files: int, size: int, console: Console | None = None) -> None:
+        self.files = files
+        self.done = 0
+        self.progress = Progress(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(bar_width=None),
+            DownloadColumn(binary_units=True),
+            _BinaryRate(),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            transient=True,
+            refresh_per_second=4,
+        )
+        self.task = self.progress.add_task(self._describe(), total=size)
+
+    def _describe(self) -> str:
+        return f"checked {self.done}/{self.files} files"
+
+    def __enter__(self) -> CheckProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def advance(self, delta: int) -> None:
+        self.progress.advance(self.task, delta)
+
+    def file_done(self) -> None:
+        self.done += 1
+        self.progress.update(self.task, description=self._describe())
+
+    def print(self, line: str) -> None:
+        """A line above the bar, never wrapped (a difference's md5s stay on its line)."""
+        self.progress.console.print(line, soft_wrap=True, markup=False, highlight=False)

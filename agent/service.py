@@ -149,6 +149,7 @@ class Services:
                 part_tag=self.part_tag or None,
                 connect_timeout=t.connect_timeout,
                 request_timeout=t.request_timeout,
+                min_rate=t.min_rate,
                 pacer=self.api.pacer,
             )
         return self.sftp

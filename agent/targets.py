@@ -16,8 +16,10 @@ from transfer.destinations.base import Destination
 from transfer.destinations.datahub import DatahubTree, DirectDatahubDestination, StagedDatahubDestination
 from transfer.engine import ListFolder, Refused, SendItem, Unreadable
 from transfer.errors import ConfigError, ParentNotApplicable, ParentNotFound, TransferError, VersionNotFound
-from transfer.models import DatahubSpace, LocalFile, RemoteEntry, Space
+from transfer.models import DatahubSpace, LocalFile, RemoteEntry, RemoteTarget, Space
+from transfer.readback import ByteSink
 from transfer.remotepath import RefusedName, RemoteFolder, display
+from transfer.scope import RunScope
 
 from .remotes import DatahubRemote, FileRemote, Remote
 from .scanner import Excludes, ScanResult
@@ -130,6 +132,21 @@ class Target:
             await DatahubTree(services.datahub()).delete(self.space, paths)
         else:
             await services.tree().delete(self.space, paths)
+
+    # -- reading files back (check --download) ---------------------------------------------
+    async def open_reader(self, services: Services, scope: RunScope) -> None:
+        """Before files are read back: the file space's SFTP login, so a refusal shows once."""
+        if isinstance(self.space, Space):
+            await services.sftp_destination().connect(self.space, scope=scope)
+
+    async def read_into(self, services: Services, target: RemoteTarget, size: int, sink: ByteSink,
+                        scope: RunScope) -> None:
+        """Stream the remote file at `target` (`size` bytes listed) into `sink`: over SFTP for the
+        file spaces, through the datahub download for a version."""
+        if isinstance(target.space, DatahubSpace):
+            await services.datahub().download(target.space, target.path, size, sink)
+        else:
+            await services.sftp_destination().read_into(target, sink, scope=scope)
 
     # -- transports ------------------------------------------------------------------------
     def destinations(
