@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transfer.engine import Engine, RunSummary
+from transfer.engine import Engine, RunSummary, SendItem
 from transfer.errors import ConfigError, JournalError, JournalUnusable, TransferError, VersionNotFound
 from transfer.journal import RUN_COUNTS, JournalView
 from transfer.models import DatahubSpace
@@ -314,7 +314,14 @@ async def _delete_extra(
 
 async def _dry_run(services, engine, items, refused, target, excludes, scanned, args, out) -> int:
     new_version = isinstance(target.space, DatahubSpace) and target.space.version_id == "(new)"
-    todo, unchanged = (items, []) if new_version else await engine.pending(items, target.prefix())
+    confirmed: dict[str, int | None] = {}
+    todo, unchanged = (items, []) if new_version else await engine.pending(items, target.prefix(), confirmed)
+    repairs: list[tuple[SendItem, str]] = []
+    if unchanged and not getattr(args, "trust_journal", False):
+        # The same listings as the real run: what it would send again is shown, nothing recorded.
+        repairs = await engine.drifted(unchanged, target.list_folder(services), confirmed, adopt=False)
+        again = {id(item) for item, _ in repairs}
+        unchanged = [item for item in unchanged if id(item) not in again]
     deletes: list[str] = []
     refusal = None
     if args.delete and not new_version:
@@ -333,6 +340,12 @@ async def _dry_run(services, engine, items, refused, target, excludes, scanned, 
                              "size": item.local.size})
         else:
             print(f"would send   {item.local.rel} -> {target.remote_of(item.local.rel)} ({item.local.size} bytes)")
+    for item, reason in repairs:
+        if out.json:
+            out.jsonl.print({"event": "would_repair", "path": item.local.rel, "remote": target.remote_of(item.local.rel),
+                             "size": item.local.size, "reason": reason})
+        else:
+            print(f"would repair {item.local.rel} -> {target.remote_of(item.local.rel)} ({reason})")
     for r in refused:
         if out.json:
             out.jsonl.print({"event": "would_fail", "path": r.rel, "error": r.reason})
@@ -344,13 +357,16 @@ async def _dry_run(services, engine, items, refused, target, excludes, scanned, 
             out.jsonl.print({"event": "would_delete", "remote": where})
         else:
             print(f"would delete {where}")
-    summary = {"dry_run": True, "files_total": len(items), "files_to_send": len(todo),
-               "files_unchanged": len(unchanged), "bytes_to_send": sum(i.local.size for i in todo),
+    sending = todo + [item for item, _ in repairs]  # a repair is sent like any other file
+    summary = {"dry_run": True, "files_total": len(items), "files_to_send": len(sending),
+               "files_to_repair": len(repairs), "files_unchanged": len(unchanged),
+               "bytes_to_send": sum(i.local.size for i in sending),
                "files_to_delete": len(deletes), "files_refused": len(refused)}
     if refusal is not None:
         summary["delete_refused"] = refusal
-    out.result(summary, f"dry run: {len(todo)} to send, {len(unchanged)} unchanged, {len(deletes)} to delete;"
-                        " nothing was sent")
+    repairing = f" ({len(repairs)} repairs)" if repairs else ""
+    out.result(summary, f"dry run: {len(sending)} to send{repairing}, {len(unchanged)} unchanged,"
+                        f" {len(deletes)} to delete; nothing was sent")
     return EXIT_FAILED if refusal else EXIT_OK
 
 

@@ -20,7 +20,7 @@ from transfer.hashing import stat_file
 from transfer.journal import Journal
 from transfer.models import RemoteEntry, RemoteTarget, Space
 
-from .conftest import ALICE, KEY, md5_of, run_cli, summary_of, write_random
+from .conftest import ALICE, KEY, json_lines, md5_of, run_cli, summary_of, write_random
 
 
 def _entry(size: int, mtime_ms: int | None = None, is_dir: bool = False) -> RemoteEntry:
@@ -200,3 +200,40 @@ async def test_a_write_into_a_folder_deleted_since_it_was_made_makes_it_again(em
     assert md5_of(emu.private_path("w/x/y/big.bin")) == md5_of(big)
     made = [e for e in emu.log_entries() if e["path"].endswith("/addFolder") and e.get("ok")]
     assert len(made) == 2, made  # x and y, once each (w was still there)
+
+
+def test_dry_run_lists_the_remote_and_shows_what_it_would_repair(
+    emu: EmulatorThread, hub_env: dict, tmp_path: Path,
+) -> None:
+    src = tmp_path / "src"
+    for i in range(3):
+        write_random(src / f"f{i}.bin", 1000 + i, seed=i)
+    assert _sync(src, hub_env)["files_sent"] == 3
+    emu.private_path("d/f0.bin").unlink()
+    emu.private_path("d/f1.bin").write_bytes(b"other")
+    write_random(src / "new.bin", 10, seed=9)
+    journal = tmp_path / "state" / "journal.sqlite3"
+    with sqlite3.connect(journal) as conn:
+        before = conn.execute("SELECT local_path, state, done_at, remote_mtime_ms FROM files ORDER BY 1").fetchall()
+    dry = run_cli(["--json", "sync", str(src), "private:/d", "--dry-run"], hub_env)
+    assert dry.returncode == 0, dry.stderr
+    events = json_lines(dry.stdout)
+    repairs = {e["path"]: e["reason"] for e in events if e.get("event") == "would_repair"}
+    assert repairs == {"f0.bin": "missing on the remote", "f1.bin": "5 bytes on the remote, 1001 here"}
+    assert [e["path"] for e in events if e.get("event") == "would_send"] == ["new.bin"]
+    summary = events[-1]
+    assert (summary["files_to_send"], summary["files_to_repair"], summary["files_unchanged"]) == (3, 2, 1), summary
+    assert summary["bytes_to_send"] == 1000 + 1001 + 10
+    text = run_cli(["sync", str(src), "private:/d", "--dry-run"], hub_env)
+    assert "would repair f0.bin -> private:/d/f0.bin (missing on the remote)" in text.stdout, text.stdout
+    assert "dry run: 3 to send (2 repairs), 1 unchanged" in text.stdout + text.stderr
+    # Nothing was sent or recorded; --trust-journal plans from the journal alone.
+    assert not emu.private_path("d/f0.bin").exists() and emu.private_path("d/f1.bin").read_bytes() == b"other"
+    with sqlite3.connect(journal) as conn:
+        after = conn.execute("SELECT local_path, state, done_at, remote_mtime_ms FROM files ORDER BY 1").fetchall()
+    assert after == before
+    trusted = json_lines(run_cli(["--json", "sync", str(src), "private:/d", "--dry-run", "--trust-journal"],
+                                 hub_env).stdout)[-1]
+    assert (trusted["files_to_send"], trusted["files_to_repair"], trusted["files_unchanged"]) == (1, 0, 3)
+    # The real run repairs what the dry run showed.
+    assert _sync(src, hub_env)["files_repaired"] == 2

@@ -216,6 +216,7 @@ class Engine:
 
     async def drifted(
         self, unchanged: list[SendItem], list_folder: ListFolder, confirmed: dict[str, int | None] | None = None,
+        *, adopt: bool = True,
     ) -> list[tuple[SendItem, str]]:
         """The files among `unchanged` (recorded done, stat unchanged) that the remote no longer
         holds as sent, with the reason: one listing per remote folder, a few folders at a time,
@@ -223,7 +224,8 @@ class Engine:
         (sending again is what is safe, and cheap where the platform still holds the content).
 
         `confirmed` (from `pending`) holds the platform's time for each file at its confirmation;
-        a file confirmed before the journal kept one takes the time shown now as its baseline.
+        a file confirmed before the journal kept one takes the time shown now as its baseline
+        (unless not `adopt`: a dry run writes nothing).
         """
         confirmed = confirmed or {}
         limit = asyncio.Semaphore(LIST_CONCURRENCY)
@@ -245,7 +247,7 @@ class Engine:
                 reason = drift(item.local.size, known, entry)
                 if reason is not None:
                     found.append((item, reason))
-                elif known is None and entry is not None and entry.mtime_ms:
+                elif adopt and known is None and entry is not None and entry.mtime_ms:
                     baselines.append((display(item.local.path), self._key(item), entry.mtime_ms))
 
         await _all_or_none([one(space, folder, group) for (space, folder), group
