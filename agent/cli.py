@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from transfer.errors import AuthFailed, ConfigError, JournalError, JournalUnusable, TransferError
 
-from . import __version__, commands
+from . import __version__, commands, status
 from .config import Config, load_config, validation_errors
 from .daemon.logs import quiet_libraries
 from .targets import explain
@@ -246,7 +246,7 @@ def _main(argv: list[str] | None) -> int:
             out.warn(warning)
         _apply_flags(config, args)
         if args.command == "status":
-            return commands.cmd_status(config, out)
+            return status.cmd_status(config, out)
         if args.command == "login":
             return _run(commands.cmd_login(config, out))
         if args.command == "check":

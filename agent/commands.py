@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from transfer.engine import Engine, RunSummary, SendItem
-from transfer.errors import ConfigError, JournalError, JournalUnusable, TransferError, VersionNotFound
-from transfer.journal import RUN_COUNTS, JournalView
+from transfer.errors import ConfigError, TransferError, VersionNotFound
 from transfer.models import DatahubSpace
 from transfer.pacer import RetryNote
 from transfer.progress import Event, FanoutSink, ProgressSink
@@ -22,8 +21,9 @@ from .daemon.status import SyncLock
 from .deleteguard import count_refusal, source_refusal
 from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
 from .render import JsonLines, PlainLines, RichProgress, human_size, retry_line
+from .runlog import recorded_run
 from .scanner import Excludes, ScanResult, scan
-from .service import Services, journal_path, part_tag
+from .service import Services, part_tag
 from .targets import Target, created_note, finish, resolve, summary_fields
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 3, 130, 141
@@ -207,32 +207,22 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
         engine.progress = FanoutSink(*sinks)
         # Not a terminal (a log, journalctl, CI): a stats line every --stats seconds, as rclone does.
         ticker = asyncio.ensure_future(_tick(services, plain, getattr(args, "stats", 30.0))) if plain else None
-        run_id = await services.journal.run_started("", args.remote)
-        result = "error"
         try:
             # The platform is the truth: unless --trust-journal, what the journal calls done is
             # checked against the remote's listings before it is skipped.
             verify = None if getattr(args, "trust_journal", False) else target.list_folder(services)
             unreadable = target.unreadable(scanned.problems, source)  # journaled as failed: status counts them
-            with SyncLock(config.state_dir()):
-                if rich is not None:
-                    with rich:
+            async with recorded_run(services.journal, target, await services.namespace()) as run:
+                with SyncLock(config.state_dir()):
+                    if rich is not None:
+                        with rich:
+                            summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused,
+                                                       verify=verify, unreadable=unreadable)
+                    else:
                         summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused,
                                                    verify=verify, unreadable=unreadable)
-                else:
-                    summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused,
-                                               verify=verify, unreadable=unreadable)
-            result = "failed" if summary.files_failed or scanned.problems else "ok"
-        except asyncio.CancelledError:
-            result = "interrupted"
-            raise
+                run.ended(summary, len(scanned.problems))  # the walk's failures count as in the summary below
         finally:
-            counts: dict[str, int] = {}
-            if result in ("ok", "failed"):  # the walk's failures count as in the summary printed below
-                counts = {name: int(getattr(summary, name)) for name in RUN_COUNTS}
-                counts["files_total"] += len(scanned.problems)
-                counts["files_failed"] += len(scanned.problems)
-            await asyncio.shield(services.journal.run_ended(run_id, result, counts))
             if ticker is not None:
                 ticker.cancel()
         refusal = None
@@ -396,89 +386,3 @@ async def _tick(services: Services, plain: PlainLines, every: float) -> None:
     while True:
         await clock.sleep(every)
         plain.stats()
-
-
-# -- status --------------------------------------------------------------------------------
-def cmd_status(config: Config, out: Output) -> int:
-    from .daemon.status import daemon_running, read_snapshot, render_snapshot, sync_running
-
-    daemon = read_snapshot(config.state_dir())  # None unless a daemon runs on this state dir
-    # Files left `sending` are in flight only while some process holds the state dir; else a run was interrupted.
-    live = daemon_running(config.state_dir()) or sync_running(config.state_dir())
-    in_flight = "active" if live else "interrupted"
-    view = JournalView(journal_path(config))
-    aside = [str(p) for p in view.corrupt_copies()]
-    notes = [f"note: a damaged journal was moved aside to {aside[-1]} and a new one started"
-             + (f" ({len(aside)} such copies)" if len(aside) > 1 else "")] if aside else []
-    if not view.exists():
-        out.result({"event": "status", "remotes": [], "daemon": daemon, "journal_moved_aside": aside},
-                   "\n".join([f"no journal yet at {view.path}", *notes]))
-        return EXIT_OK
-    try:
-        view.check()
-        rows = view.summary()
-        failures = view.failures()
-        runs = view.last_runs()
-    except JournalError as exc:
-        out.result({"event": "status", "remotes": [], "daemon": daemon, "journal_error": str(exc),
-                    "journal_moved_aside": aside}, "\n".join([f"journal: {exc}", *notes]))
-        return EXIT_USAGE if isinstance(exc, JournalUnusable) else EXIT_FAILED
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        key = (row["job"], _remote_root(row["remote"]))
-        g = groups.setdefault(key, {"job": row["job"], "remote": key[1], "done": 0, "queued": 0, "active": 0,
-                                    "interrupted": 0, "failed": 0, "bytes_done": 0, "bytes_total": 0})
-        state = row["state"]
-        bucket = {"done": "done", "failed": "failed", "sending": in_flight, "merged": in_flight}.get(state, "queued")
-        g[bucket] += 1
-        g["bytes_total"] += row["size"]
-        if state == "done":
-            g["bytes_done"] += row["size"]
-    if out.json:
-        out.jsonl.print({"event": "status", "remotes": list(groups.values()),
-                         "errors": [{"path": f["local_path"], "remote": f["remote"].split(" ", 1)[-1],
-                                     "error": f["last_error"], "attempts": f["attempts"]} for f in failures],
-                         "runs": runs, "daemon": daemon, "journal_moved_aside": aside})
-        return EXIT_OK
-    if daemon is not None:
-        print("\n".join(render_snapshot(daemon)))
-    print(f"journal: {view.path}")
-    for note in notes:
-        print(note)
-    for g in groups.values():
-        job = f"[{g['job']}] " if g["job"] else ""
-        interrupted = f" {g['interrupted']} interrupted (run the same command to resume)," if g["interrupted"] else ""
-        print(f"{job}{g['remote']}: {g['done']} done, {g['active']} active,{interrupted} {g['queued']} queued,"
-              f" {g['failed']} failed; {human_size(g['bytes_done'])} of {human_size(g['bytes_total'])}")
-    if runs:
-        print("last runs:")
-        for r in runs:
-            print("  " + _run_line(r))
-    if failures:
-        print("last errors:")
-        for f in failures:
-            print(f"  {f['local_path']} -> {f['remote'].split(' ', 1)[-1]}: {f['last_error']}")
-    return EXIT_OK
-
-
-def _run_line(run: dict[str, Any]) -> str:
-    """'private:/a: 2026-12-02 21:09:43 to 21:09:44 (1.2s) ok, 2 sent, 0 unchanged, 0 failed of 2 files, 1.5 MiB'."""
-    start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"]))
-    job = f"[{run['job']}] " if run["job"] else ""
-    if run["ended_at"] is None:
-        return f"{job}{run['remote']}: started {start}, still running (or killed)"
-    end = time.strftime("%H:%M:%S", time.localtime(run["ended_at"]))
-    took = run["ended_at"] - run["started_at"]
-    text = f"{job}{run['remote']}: {start} to {end} ({took:.1f}s) {run['result']}"
-    if run["result"] in ("ok", "failed"):
-        text += (f", {run['files_sent']} sent, {run['files_skipped']} unchanged, {run['files_failed']} failed"
-                 f" of {run['files_total']} files, {human_size(run['bytes_sent'])} sent")
-    return text
-
-
-def _remote_root(remote: str) -> str:
-    """'host#5 private:/a/b/c.txt' -> 'private:/a' (the first folder level groups the summary)."""
-    target = remote.split(" ", 1)[-1]
-    space, _, path = target.partition(":/")
-    top = path.split("/", 1)[0] if "/" in path else ""
-    return f"{space}:/{top}"

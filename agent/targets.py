@@ -42,8 +42,9 @@ class Target:
         self.remote = RemoteFolder(self.space, self.path)
 
     def __str__(self) -> str:
+        """For people: `private:/a`, `dataset:cifar@v2` (a version's root), `dataset:cifar@v2:/train`."""
         if isinstance(self.space, DatahubSpace):
-            return f"{self.space.label()}:/{self.path}"
+            return f"{self.space.label()}:/{self.path}" if self.path else self.space.label()
         return f"{self.space}:/{self.path}"
 
     @property
@@ -53,6 +54,11 @@ class Target:
     def prefix(self) -> str:
         """The journal key prefix of files under this remote (ids, never names)."""
         return f"{self.space}:/{self.path}/" if self.path else f"{self.space}:/"
+
+    def shown_prefix(self) -> str:
+        """prefix() as people read it (a datahub version by its names)."""
+        label = self.space.label() if isinstance(self.space, DatahubSpace) else str(self.space)
+        return f"{label}:/{self.path}/" if self.path else f"{label}:/"
 
     def remote_of(self, rel: str) -> str:
         """For people: where `rel` (a file that maps, or a remote listing's path) is on the remote."""
@@ -65,7 +71,7 @@ class Target:
         items: list[SendItem] = []
         refused: list[Refused] = []
         prefix = self.prefix()
-        shown = f"{self}/" if self.path else str(self)  # the same folder for people (names)
+        shown = self.shown_prefix()
         for local in files.files if isinstance(files, ScanResult) else files:
             try:
                 items.append(SendItem(local, self.remote.target(local.rel)))

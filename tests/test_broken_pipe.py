@@ -40,12 +40,12 @@ def test_closed_stdout_exits_quietly(emu: EmulatorThread, hub_env: dict, tmp_pat
 
 def test_a_bug_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                            tmp_path: Path) -> None:
-    from agent import cli, commands
+    from agent import cli, status
 
     def broken(config: object, out: object) -> int:
         raise AttributeError("'NoneType' object has no attribute 'rows'")  # what a bug looks like
 
-    monkeypatch.setattr(commands, "cmd_status", broken)
+    monkeypatch.setattr(status, "cmd_status", broken)
     monkeypatch.setenv("HUBSYNC_STATE_DIR", str(tmp_path))
     assert cli.main(["status"]) == 1
     err = capsys.readouterr().err

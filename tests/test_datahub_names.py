@@ -32,7 +32,7 @@ def test_events_lines_and_summary_name_the_asset_and_version(emu: EmulatorThread
     assert [(e["path"], e["remote"]) for e in done] == [("train/a.jpg", "dataset:cifar@v2:/train/a.jpg")]
     failed = [e for e in events if e["event"] == "failed"]
     assert [(e["path"], e["remote"]) for e in failed] == [("train/b\\c.jpg", "dataset:cifar@v2:/train/b\\c.jpg")]
-    assert summary_of(result)["remote"] == "dataset:cifar@v2:/"
+    assert summary_of(result)["remote"] == "dataset:cifar@v2"
     # The ids are in the summary's own fields only, never in what names a file or the remote.
     for event in events:
         shown = {k: v for k, v in event.items() if k not in ("asset_id", "version_id")}

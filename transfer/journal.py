@@ -110,6 +110,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE files ADD COLUMN remote_mtime_ms INTEGER;
     """,
+    # 5: what a run covered, so status shows one row per remote and datahub versions by name:
+    # the journal key prefix of its files (ids) and the same folder for people (names).
+    """
+    ALTER TABLE runs ADD COLUMN prefix TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN shown_prefix TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 STATES = ("queued", "sending", "merged", "done", "failed")
@@ -671,25 +677,32 @@ class Journal:
 
         await self._run(w)
 
-    async def run_started(self, job: str, remote: str) -> int:
-        """Record that a run of `remote` (as the user named it) began now; returns its id."""
+    async def run_started(self, job: str, remote: str, prefix: str = "", shown_prefix: str = "") -> int:
+        """Record that a run of `remote` (named for people) began now; returns its id. `prefix` is
+        the journal key prefix of its files, `shown_prefix` the same folder as people read it."""
 
         def w(conn: sqlite3.Connection) -> int:
             with _transaction(conn):
-                cur = conn.execute("INSERT INTO runs(job, remote, started_at) VALUES (?, ?, ?)",
-                                   (job, remote, self._clock()))
+                cur = conn.execute("INSERT INTO runs(job, remote, started_at, prefix, shown_prefix)"
+                                   " VALUES (?, ?, ?, ?, ?)", (job, remote, self._clock(), prefix, shown_prefix))
             return int(cur.lastrowid or 0)
 
         return await self._run(w)
 
     async def run_ended(self, run_id: int, result: str, counts: dict[str, int]) -> None:
-        """Record a run's end: result (ok, failed, interrupted, error) and its summary counts."""
+        """Record a run's end: result (ok, failed, interrupted, error) and its summary counts.
+
+        Only the newest RUNS_KEPT runs of a remote are kept: a daemon records one per batch.
+        """
         names = [n for n in RUN_COUNTS if n in counts]
 
         def w(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
                 conn.execute(f"UPDATE runs SET ended_at=?, result=?{''.join(f', {n}=?' for n in names)} WHERE id=?",
                              (self._clock(), result, *(int(counts[n]) for n in names), run_id))
+                conn.execute(
+                    "DELETE FROM runs WHERE id IN (SELECT s.id FROM runs r JOIN runs s ON s.job=r.job AND"
+                    " s.remote=r.remote WHERE r.id=? ORDER BY s.id DESC LIMIT -1 OFFSET ?)", (run_id, RUNS_KEPT))
 
         await self._run(w)
 
@@ -763,6 +776,7 @@ class Journal:
         await self._run(w)
 
 
+RUNS_KEPT = 100  # of each (job, remote)
 RUN_COUNTS = ("files_total", "files_sent", "files_skipped", "files_failed", "bytes_total", "bytes_sent")
 
 

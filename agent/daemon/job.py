@@ -19,6 +19,7 @@ from transfer.models import LocalFile
 from ..config import DaemonConfig, WatchConfig
 from ..deleteguard import source_refusal
 from ..remotes import Remote
+from ..runlog import recorded_run
 from ..scanner import Excludes, ScanResult
 from .aggregator import Aggregator
 from .events import FileStat, Gone, Rescan, Send
@@ -351,7 +352,10 @@ class Job:
         async with self._unstaging:
             self._batches += 1
         try:
-            summary = await self.engine.run(fresh, job=self.name, remote_prefix=prefix)
+            # Each batch is one run of the job's remote in the journal (status: its last run).
+            async with recorded_run(self.engine.journal, self.target.target, self.engine.namespace, self.name) as run:
+                summary = await self.engine.run(fresh, job=self.name, remote_prefix=prefix)
+                run.ended(summary)
         finally:
             self._batches -= 1
             for item in fresh:  # none of them is in flight any more, whatever the events said
