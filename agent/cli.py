@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -67,6 +67,22 @@ EXAMPLES = {
 }
 
 
+class UsageError(Exception):
+    """A command line argparse refused; `_main` says it (as JSON too with --json) and exits 2."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors come back to `_main` instead of exiting (its subparsers too)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self, message)
+
+
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     default = None if top else argparse.SUPPRESS
     parser.add_argument("--config", default=default, metavar="FILE",
@@ -100,7 +116,7 @@ def _positive_seconds(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="hubsync", description="Sync folders into the compute platform.",
+    parser = _Parser(prog="hubsync", description="Sync folders into the compute platform.",
                                      epilog=REMOTES + "\n\n" + EXAMPLES["top"], formatter_class=formatter)
     parser.add_argument("--version", action="version", version=f"hubsync {__version__}",
                         help="print the version and exit")
@@ -221,14 +237,40 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _emulator_args(argv: list[str]) -> list[str] | None:
+    """The emulator's own arguments (with --json when given before it) if the command is `emulator`."""
+    json_mode = False
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "emulator":
+            return (["--json"] if json_mode else []) + argv[i + 1 :]
+        if arg == "--json":
+            json_mode = True
+        elif arg == "--config":
+            i += 1
+        elif not (arg in ("-q", "--quiet", "--verbose") or arg.startswith("--config=")
+                  or (arg.startswith("-v") and set(arg[1:]) == {"v"})):
+            return None
+        i += 1
+    return None
+
+
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["emulator"]:  # the emulator has its own options
+    emulator_args = _emulator_args(argv)
+    if emulator_args is not None:  # the emulator has its own options
         from emulator.cli import main as emulator_main
 
-        return emulator_main(argv[1:])
+        return emulator_main(emulator_args)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        command = exc.parser.prog.removeprefix("hubsync").strip()
+        return commands.Output("--json" in argv).error(f"{exc.parser.prog}: error: {exc.message}", commands.EXIT_USAGE,
+                                                       f"{command + ': ' if command else ''}{exc.message}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -240,7 +282,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            return run_demo()
+            return run_demo(json_mode=args.json)
         config, warnings = load_config(args.config)
         for warning in warnings if args.command != "daemon" else []:  # the daemon logs them as JSON
             out.warn(warning)
@@ -263,7 +305,11 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "daemon":
             from .daemon.runner import main as daemon_main
 
-            return daemon_main(config, args.config, args.verbose, warnings=warnings)
+            def refused(message: str, code: int) -> None:  # stderr holds the daemon's JSON log only
+                out.jsonl.print({"event": "error", "message": message, "exit": code})
+
+            return daemon_main(config, args.config, args.verbose, warnings=warnings,
+                               on_refused=refused if args.json else None)
     except ConfigError as exc:
         return out.error(f"hubsync: {explain(exc)}", commands.EXIT_USAGE)
     except AuthFailed as exc:
@@ -283,8 +329,7 @@ def _main(argv: list[str] | None) -> int:
         log.debug("internal error", exc_info=True)
         return out.error(f"hubsync: internal error (a bug, please report it; -vv shows the traceback):"
                          f" {type(exc).__name__}: {exc}", commands.EXIT_FAILED)
-    parser.error(f"unknown command {args.command}")
-    return commands.EXIT_USAGE
+    return out.error(f"hubsync: unknown command {args.command}", commands.EXIT_USAGE)
 
 
 if __name__ == "__main__":

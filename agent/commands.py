@@ -38,11 +38,11 @@ class Output:
         self.verbose = verbose
         self.jsonl = JsonLines()
 
-    def error(self, text: str, code: int) -> int:
+    def error(self, text: str, code: int, message: str | None = None) -> int:
         """A command's end in failure: one line on stderr and, with --json, an error event on stdout
-        (which then holds only JSON); returns the exit code."""
+        (which then holds only JSON; `message`, default the line less its "hubsync: "); returns the exit code."""
         if self.json:
-            self.jsonl.print({"event": "error", "message": text.removeprefix("hubsync: "), "exit": code})
+            self.jsonl.print({"event": "error", "message": message or text.removeprefix("hubsync: "), "exit": code})
         self.warn(text)
         return code
 
@@ -91,9 +91,14 @@ async def cmd_ls(config: Config, out: Output, remote_text: str) -> int:
         await services.close()
     for e in sorted(entries, key=lambda e: (not e.is_dir, e.name)):
         if out.json:
-            out.jsonl.print({"name": e.name, "path": e.path, "dir": e.is_dir, "size": e.size, "mtime_ms": e.mtime_ms})
+            out.jsonl.print({"event": "entry", "name": e.name, "path": e.path, "dir": e.is_dir, "size": e.size,
+                             "mtime_ms": e.mtime_ms}, flush=False)
         else:
             print(f"{'d' if e.is_dir else '-'} {e.size:>14} {e.name}{'/' if e.is_dir else ''}")
+    if out.json:
+        files = [e for e in entries if not e.is_dir]
+        out.jsonl.print({"event": "ls", "remote": str(target), "folders": len(entries) - len(files),
+                         "files": len(files), "bytes": sum(e.size for e in files)})
     return EXIT_OK
 
 
@@ -348,7 +353,7 @@ async def _dry_run(services, engine, items, refused, target, excludes, scanned, 
         else:
             print(f"would delete {where}")
     sending = todo + [item for item, _ in repairs]  # a repair is sent like any other file
-    summary = {"dry_run": True, "files_total": len(items), "files_to_send": len(sending),
+    summary = {"event": "summary", "dry_run": True, "files_total": len(items), "files_to_send": len(sending),
                "files_to_repair": len(repairs), "files_unchanged": len(unchanged),
                "bytes_to_send": sum(i.local.size for i in sending),
                "files_to_delete": len(deletes), "files_refused": len(refused)}

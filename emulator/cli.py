@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shlex
 import shutil
 import signal
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NoReturn
 
 from .app import start_server
 from .config import EmulatorConfig, EmulatorUser, default_users
@@ -75,6 +78,16 @@ def seed_assets(root: Path, owner: EmulatorUser, specs: list[tuple[Kind, str, st
     return made
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {value}")
+    return value
+
+
 def _rate(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
@@ -82,19 +95,47 @@ def _rate(text: str) -> float:
     return value
 
 
+class _UsageError(Exception):
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser, self.message = parser, message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors come back to `main`, which says them as JSON too with --json."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self, message)
+
+
+def _say(obj: dict[str, Any]) -> None:
+    """One JSON line on stdout: {"event", "ts" (RFC 3339 UTC), ...}."""
+    ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    print(json.dumps({"event": obj.pop("event"), "ts": ts, **obj}, ensure_ascii=False), flush=True)
+
+
+def _fail(text: str, json_mode: bool) -> int:
+    if json_mode:
+        _say({"event": "error", "message": text.removeprefix("hubsync emulator: ").removeprefix("error: "), "exit": 2})
+    print(text, file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The emulator's command line."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="hubsync emulator", description="Serve the stand-in compute platform on loopback until Ctrl-C or SIGTERM.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="it prints its login (user, password, key, URL) at start.\n\nexamples:\n"
                "  hubsync emulator\n  hubsync emulator --port 8700 --root /tmp/platform --sftp-port 2222\n"
                "  hubsync emulator --asset dataset:mnist@v1 --latency 0.2   # slow: see the progress")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON lines: a `listening` object (URL, login, datahub), `stopped` at the end")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8700, help="HTTP port (default 8700; 0 picks a free port)")
+    p.add_argument("--port", type=_port, default=8700, help="HTTP port (default 8700; 0 picks a free port)")
     p.add_argument("--root", type=Path, help="data directory (default: a temp dir, removed on exit)")
-    p.add_argument("--sftp-port", type=int, help="serve SFTP on this port (0 picks a free one); queryUserInfo reports it")
-    p.add_argument("--sftp-reported-port", type=int, metavar="PORT",
+    p.add_argument("--sftp-port", type=_port, help="serve SFTP on this port (0 picks a free one); queryUserInfo reports it")
+    p.add_argument("--sftp-reported-port", type=_port, metavar="PORT",
                    help="serve no SFTP but have queryUserInfo report PORT, where another server (an OpenSSH sshd"
                         " for the accounts of ROOT/sftp_accounts.json) serves it")
     p.add_argument("--password-key", default="0123456789abcdef", help="the login AES key (16/24/32 bytes)")
@@ -132,10 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the emulator in the foreground; 0 after SIGTERM/SIGINT, 2 on a usage error."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        return _fail(f"{exc.parser.prog}: error: {exc.message}", "--json" in argv)
     if args.sftp_port is not None and args.sftp_reported_port is not None:
-        print("hubsync emulator: --sftp-port and --sftp-reported-port exclude each other", file=sys.stderr)
-        return 2
+        return _fail("hubsync emulator: --sftp-port and --sftp-reported-port exclude each other", args.json)
     temp_root = args.root is None
     root = Path(tempfile.mkdtemp(prefix="hubsync-emulator-")) if temp_root else args.root
     try:
@@ -164,15 +209,13 @@ def main(argv: list[str] | None = None) -> int:
             ),
         )
     except ValueError as e:
-        print(f"hubsync emulator: {e}", file=sys.stderr)
-        return 2
+        return _fail(f"hubsync emulator: {e}", args.json)
     specs = [] if args.no_assets else args.asset or [_asset(a) for a in DEFAULT_ASSETS]
     assets = seed_assets(root, config.users[0], specs)
     try:
-        asyncio.run(_serve(config, assets, serve_sftp=args.sftp_port is not None))
+        asyncio.run(_serve(config, assets, serve_sftp=args.sftp_port is not None, json_mode=args.json))
     except OSError as e:
-        print(f"hubsync emulator: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
-        return 2
+        return _fail(f"hubsync emulator: cannot listen on {args.host}:{args.port}: {e}", args.json)
     finally:
         if temp_root:
             shutil.rmtree(root, ignore_errors=True)
@@ -191,7 +234,18 @@ def login_lines(config: EmulatorConfig, url: str, assets: list[str]) -> list[str
     return lines
 
 
-async def _serve(config: EmulatorConfig, assets: list[str], *, serve_sftp: bool) -> None:
+def login_object(config: EmulatorConfig, url: str, assets: list[str]) -> dict[str, Any]:
+    """`login_lines` as the --json start object."""
+    user = config.users[0]
+    return {"event": "listening", "url": url, "root": str(config.root), "sftp_port": config.sftp_port,
+            "user": user.username, "password": user.password, "password_key": config.password_key,
+            "env": {"HUBSYNC_URL": url, "HUBSYNC_USERNAME": user.username, "HUBSYNC_PASSWORD": user.password,
+                    "HUBSYNC_PASSWORD_KEY": config.password_key},
+            "other_users": [{"user": u.username, "password": u.password} for u in config.users[1:]],
+            "datahub": assets}
+
+
+async def _serve(config: EmulatorConfig, assets: list[str], *, serve_sftp: bool, json_mode: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -202,12 +256,18 @@ async def _serve(config: EmulatorConfig, assets: list[str], *, serve_sftp: bool)
 
         sftp, config.sftp_port = await start_sftp_server(config, config.sftp_port)
     runner, port = await start_server(config, shutdown_timeout=2.0)
+    url = f"http://{config.host}:{port}"
     try:
-        print(f"hubsync emulator listening on http://{config.host}:{port} root={config.root}", flush=True)
-        if sftp is not None:
-            print(f"hubsync emulator sftp on {config.host}:{config.sftp_port}", flush=True)
-        print("\n".join(login_lines(config, f"http://{config.host}:{port}", assets)), flush=True)
+        if json_mode:
+            _say(login_object(config, url, assets))
+        else:
+            print(f"hubsync emulator listening on {url} root={config.root}", flush=True)
+            if sftp is not None:
+                print(f"hubsync emulator sftp on {config.host}:{config.sftp_port}", flush=True)
+            print("\n".join(login_lines(config, url, assets)), flush=True)
         await stop.wait()
+        if json_mode:
+            _say({"event": "stopped"})
     finally:
         await runner.cleanup()
         if sftp is not None:

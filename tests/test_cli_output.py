@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -168,3 +169,112 @@ def test_a_logged_body_never_holds_a_secret_even_cut_inside_one() -> None:
     account = b'{"success": true, "result": {"username": "u5", "password": "s3cr3t-pw", "sftpPassword": "p2"}}'
     assert "s3cr3t" not in body_excerpt(account) and '"p2"' not in body_excerpt(account)
     assert '"username": "u5"' in body_excerpt(account)
+
+
+# -- --json on every command ---------------------------------------------------------------------
+def _objects(stdout: str) -> list[dict]:
+    """Every line of stdout as a JSON object with event and ts: anything else fails the test."""
+    import json
+    from datetime import datetime
+
+    objects = [json.loads(line) for line in stdout.splitlines()]
+    assert objects, "no output"
+    for obj in objects:
+        assert isinstance(obj, dict) and obj["event"] and datetime.fromisoformat(obj["ts"]).utcoffset().seconds == 0, obj
+    return objects
+
+
+def test_every_command_prints_json_lines_only_with_json(emu, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a.txt").write_text("a")
+    (src / "b.bin").write_bytes(b"b" * 5000)
+    env = user_env(emu, tmp_path)
+    last = {}
+    for args in (["login"], ["sync", str(src), "private:/j", "--dry-run"], ["sync", str(src), "private:/j"],
+                 ["check", str(src), "private:/j"], ["status"], ["ls", "private:/j"], ["-v", "ls", "private:/j/d"]):
+        result = run_cli(["--json", *args], env)
+        assert result.returncode == 0, (args, result.stderr)
+        objects = _objects(result.stdout)
+        last[args[0] if args[0] != "-v" else "ls d"] = objects
+    assert last["login"][-1]["event"] == "login" and last["login"][-1]["user"] == "alice"
+    assert last["sync"][-1]["event"] == "summary" and last["sync"][-1]["files_sent"] == 2
+    assert last["check"][-1]["event"] == "check" and last["check"][-1]["identical"] is True
+    assert last["status"][-1]["event"] == "status"
+    entries, summary = last["ls"][:-1], last["ls"][-1]
+    assert [(e["event"], e["name"], e["dir"]) for e in entries] == [("entry", "d", True), ("entry", "b.bin", False)]
+    assert (summary["event"], summary["remote"], summary["folders"], summary["files"], summary["bytes"]) == \
+        ("ls", "private:/j", 1, 1, 5000)
+    assert [e.get("name") for e in last["ls d"]] == ["a.txt", None]
+
+
+def test_every_error_is_a_json_error_event_with_the_exit_code(emu, tmp_path: Path) -> None:
+    from urllib.parse import urlsplit
+
+    env = user_env(emu, tmp_path)
+    wrong = {**env, "HUBSYNC_PASSWORD": "not-it"}
+    cases = [
+        (["--json", "sync"], env, 2, "the following arguments are required: SRC, REMOTE"),
+        (["--json", "bogus"], env, 2, "invalid choice: 'bogus'"),
+        (["--json", "ls", "nowhere:/x"], env, 2, "not a remote"),
+        (["--json", "check", str(tmp_path / "missing"), "private:/x"], env, 2, "source does not exist"),
+        (["--json", "login"], wrong, 3, "authentication failed"),
+        (["--json", "daemon"], env, 2, "[[watch]]"),
+        (["--json", "emulator", "--bogus"], env, 2, "unrecognized arguments: --bogus"),
+        (["emulator", "--json", "--port", "-5"], env, 2, "a port is 0 to 65535, not -5"),
+        (["emulator", "--json", "--port", str(urlsplit(emu.url).port)], env, 2,
+         f"cannot listen on 127.0.0.1:{urlsplit(emu.url).port}"),
+    ]
+    for args, environment, code, words in cases:
+        result = run_cli(args, environment, timeout=60)
+        assert result.returncode == code, (args, result.returncode, result.stderr)
+        (error,) = _objects(result.stdout)
+        assert error["event"] == "error" and error["exit"] == code and words in error["message"], (args, error)
+        assert words in result.stderr  # the same, for a person reading stderr
+
+
+def test_the_emulator_says_its_start_and_stop_as_json(tmp_path: Path) -> None:
+    import json
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "--json", "emulator", "--port", "0", "--root",
+                             str(tmp_path / "p")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, env=user_env_free(tmp_path))
+    try:
+        assert proc.stdout is not None
+        start = json.loads(proc.stdout.readline())
+        assert start["event"] == "listening" and start["url"].startswith("http://127.0.0.1:")
+        assert start["env"] == {"HUBSYNC_URL": start["url"], "HUBSYNC_USERNAME": "alice", "HUBSYNC_PASSWORD": "Test@123",
+                                "HUBSYNC_PASSWORD_KEY": "0123456789abcdef"}
+        assert start["datahub"] == ["dataset:cifar@v1", "model:bert@v1", "algo:resnet@v1", "image:pytorch@v1"]
+        env = {**user_env_free(tmp_path), **start["env"]}
+        assert run_cli(["--json", "login"], env).returncode == 0  # what it printed is enough to log in
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert [o["event"] for o in _objects(rest)] == ["stopped"]
+
+
+def user_env_free(tmp_path: Path) -> dict[str, str]:
+    """A user's environment with no platform set (the emulator's own run)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUBSYNC_")}
+    env.update(PYTHONPATH=str(REPO), XDG_CONFIG_HOME=str(tmp_path / "xdg"), HUBSYNC_STATE_DIR=str(tmp_path / "state"))
+    return env
+
+
+def test_demo_with_json_prints_json_lines_only(tmp_path: Path) -> None:
+    result = run_cli(["--json", "demo"], user_env_free(tmp_path), timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    objects = _objects(result.stdout)
+    events = [o["event"] for o in objects]
+    final = objects[-1]
+    assert final["event"] == "summary" and final["ok"] is True
+    assert final["files_verified"] == final["files_total"] == events.count("verified") > 20
+    assert 0 < final["bytes_sent_to_finish"] < final["big_file_bytes"]  # resumed, not sent again
+    for expected in ("step", "login", "killed", "progress", "done", "resumed", "entry", "ls", "status"):
+        assert expected in events, expected

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -445,8 +446,9 @@ def _file_stamp(path: str) -> tuple[int, ...] | None:
 
 
 def main(config: Config, config_path: str | None, verbose: int = 0, *, hard_exit: bool = True,
-         warnings: list[str] | None = None) -> int:
-    """`hubsync daemon`: run until SIGTERM; a refusal to start is one JSON line too (exit 2, 3 or 1)."""
+         warnings: list[str] | None = None, on_refused: Callable[[str, int], None] | None = None) -> int:
+    """`hubsync daemon`: run until SIGTERM; a refusal to start is one JSON line too (exit 2, 3 or 1),
+    and is told to `on_refused` (--json: an error event on stdout)."""
     setup_json_logging(verbose)
     for warning in warnings or []:
         log_event(logging.WARNING, "config_warning", warning)
@@ -456,6 +458,8 @@ def main(config: Config, config_path: str | None, verbose: int = 0, *, hard_exit
     except (ConfigError, TransferError, JournalError) as exc:  # the log stays JSON lines, also for the last one
         code = (2 if isinstance(exc, ConfigError | JournalUnusable) else 3 if isinstance(exc, AuthFailed) else 1)
         log_event(logging.ERROR, "refused", f"hubsync: {exc}", exit=code)
+        if on_refused is not None:
+            on_refused(str(exc), code)
     finally:
         leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
         for task in leftovers:
