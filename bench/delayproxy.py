@@ -77,9 +77,12 @@ class _Direction:
         if end:
             self.ended = True
             if sink is not None and not sink.is_closing():
-                if sink.can_write_eof():
-                    sink.write_eof()
-                else:
+                try:
+                    if sink.can_write_eof():
+                        sink.write_eof()
+                    else:
+                        sink.close()
+                except OSError:  # the other end is gone already
                     sink.close()
             self.done()
             return

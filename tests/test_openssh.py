@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.delayproxy import DelayProxy
 from emulator.accounts import SftpAccounts
 from emulator.config import EmulatorUser
 from emulator.openssh import LocalAccount, Sshd, SshdUnavailable, free_port, requirements, uid_of
@@ -310,3 +311,27 @@ def _flip_byte(path: Path, offset: int) -> None:
         byte = f.read(1)
         f.seek(offset)
         f.write(bytes([byte[0] ^ 1]))
+
+
+async def test_far_away_a_large_file_goes_through_several_openssh_channels(rig: Rig, tmp_path: Path) -> None:
+    """100 ms away (the bench's delay proxy before sshd), one channel's 2 MiB window binds: more
+    channels of the one connection write the part file, each through its own handle, md5-exact."""
+    size = 64 * MiB + 7
+    src = write_random(tmp_path / "src" / "far.bin", size, seed=11)
+    local = stat_file(src, "far.bin")
+    digest = hash_file(local)
+    target = RemoteTarget(Space.PRIVATE, f"{rig.remote_root}/far", "far.bin")
+    emu = rig.account.emu
+    async with DelayProxy(("127.0.0.1", rig.account.port), 0.050) as proxy:
+        emu.config.sftp_port = proxy.port  # what queryUserInfo reports: the proxy before sshd
+        dest = SftpDestination(rig.api, pin_file=rig.pin_file)  # the defaults: 8 MiB chunks, 255 KiB writes
+        try:
+            record = await rig.journal.begin(local, "far", md5=digest.md5, chunk_size=8 * MiB, transport="sftp")
+            await dest.send(local, digest, target, ResumeState(rig.journal, record, digest.md5, 8 * MiB),
+                            lambda n, crossed: None)
+            assert dest.channels(Space.PRIVATE) >= 2
+        finally:
+            await dest.close()
+            emu.config.sftp_port = rig.account.port
+    assert md5_of(rig.on_disk("far/far.bin")) == digest.md5
+    assert not list(rig.on_disk("far").glob("*.hubsync-part"))

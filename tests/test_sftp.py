@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import asyncssh
@@ -486,3 +489,48 @@ async def test_confirm_falls_back_to_the_size_when_checkfileexist_is_off(emu_sft
         finally:
             await dest.close()
             await journal.close()
+
+
+async def test_a_small_file_is_four_round_trips_and_a_folder_is_made_once_per_run(
+        emu_sftp: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At a 20 ms round trip, the requests in a row are what a small file costs: open (truncating a
+    part file nothing was known written to), write, close with the part's size asked meanwhile, and
+    the rename. Each folder is made once per run, and made again if it went away meanwhile."""
+    requests: Counter[int | bytes] = Counter()
+    real = asyncssh.sftp.SFTPClientHandler._make_request
+
+    async def spy(self: asyncssh.sftp.SFTPClientHandler, pkttype: int | bytes, *args: object) -> object:
+        requests[pkttype] += 1
+        return await real(self, pkttype, *args)
+
+    monkeypatch.setattr(asyncssh.sftp.SFTPClientHandler, "_make_request", spy)
+    rels = ["a/b/1.bin", "a/b/2.bin", "a/b/3.bin", "a/c/4.bin", "a/c/5.bin"]
+    for i, rel in enumerate(rels):
+        write_random(tmp_path / "src" / rel, 4096 + i, seed=i)
+    scope = RunScope()
+    async with PlatformClient(emu_sftp.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:
+        journal = await Journal(tmp_path / "j.sqlite3").open()
+        dest = SftpDestination(api, pin_file=tmp_path / "known_hosts", chunk_size=CS)
+
+        async def send(rel: str) -> None:
+            local = stat_file(tmp_path / "src" / rel, rel)
+            digest = hash_file(local)
+            record = await journal.begin(local, rel, md5=digest.md5, chunk_size=CS, transport="sftp")
+            folder, _, name = rel.rpartition("/")
+            await dest.send(local, digest, RemoteTarget(Space.PRIVATE, folder, name),
+                            ResumeState(journal, record, digest.md5, CS), lambda n, crossed: None, scope=scope)
+
+        try:
+            await asyncio.gather(*(send(rel) for rel in rels))
+            assert requests == {asyncssh.FXP_MKDIR: 3, asyncssh.FXP_OPEN: 5, asyncssh.FXP_WRITE: 5,
+                                asyncssh.FXP_CLOSE: 5, asyncssh.FXP_STAT: 5, b"posix-rename@openssh.com": 5,
+                                b"limits@openssh.com": 1}  # once per session
+            shutil.rmtree(emu_sftp.private_path("a/c"))  # someone removes a folder the run made
+            write_random(tmp_path / "src" / "a/c/6.bin", 100, seed=9)
+            await send("a/c/6.bin")
+        finally:
+            await dest.close()
+            await journal.close()
+    for rel in [*rels[:3], "a/c/6.bin"]:  # 4 and 5 went with the folder
+        assert md5_of(emu_sftp.private_path(rel)) == md5_of(tmp_path / "src" / rel), rel
+    assert not list(emu_sftp.private_path("a").rglob("*" + remotepath.PART_SUFFIX))

@@ -73,8 +73,11 @@ class ResumeState:
         return kind.from_blob(self._data)
 
     async def save(self, state: ResumeFields) -> None:
-        """Merge `state` into the resume blob and persist it before returning."""
-        self._data.update(state.to_blob())
+        """Merge `state` into the resume blob and persist it before returning (no write if unchanged)."""
+        merged = {**self._data, **state.to_blob()}
+        if merged == self._data:
+            return
+        self._data = merged
         await self._journal.update(self.record.id, resume=self._data)
 
     async def reset(self) -> None:

@@ -9,6 +9,12 @@ written; a restarted transfer re-reads the last window before N from the server,
 with the local bytes, and continues from N if they agree, else truncates back to the window's
 start. A part file nobody wrote for `stale_part_age` is stale: it is started again rather than
 resumed, and `remove_stale_parts` deletes those the journal says this agent made.
+
+Round trips are what a file costs far from the platform: a folder is made once per run, a part
+file nothing was known written to is truncated as it is opened (no stat), and its size is asked
+while its handles close; a small file is four requests in a row (open, write, close, rename).
+A large file is written through more SFTP channels of the connection when the measured round
+trip × throughput says one channel's window binds (sftp_channels.py).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from ..readback import ByteSink
 from ..remotepath import PART_SUFFIX, join, part_path
 from ..scope import RunScope
 from .base import Confirmation, ConfirmItem, OnBytes, ResumeFields, ResumeState, ensure_unchanged
+from .sftp_channels import PartWriters, Ramp, Session
 
 log = logging.getLogger("hubsync.sftp")
 
@@ -64,12 +71,6 @@ READ_PIECE = 4 << 20  # bytes per read when a file is read back: asyncssh pipeli
 
 
 @dataclass
-class _Session:
-    conn: asyncssh.SSHClientConnection
-    sftp: asyncssh.SFTPClient
-
-
-@dataclass
 class _RunState:
     """What one run learns about the SFTP service (RunScope part): forgotten when the run ends."""
 
@@ -78,6 +79,10 @@ class _RunState:
     md5_checks: bool = True
     md5_confirmed: int = 0
     md5_not_held: int = 0
+    # Folders this run made or found, per space: each is made once per run, not once per file
+    # (at a 20 ms round trip, two mkdirs and two stats per file were 80 ms of each small file).
+    folders: dict[Space, set[str]] = field(default_factory=dict)
+    folder_locks: dict[Space, asyncio.Lock] = field(default_factory=dict)
 
 
 class _PinningClient(asyncssh.SSHClient):
@@ -115,6 +120,7 @@ class SftpDestination:
         chunk_size: int = 8 << 20,
         block_size: int = 256 << 10,
         requests_in_flight: int = 32,
+        max_channels: int = 4,
         connect_timeout: float = 10.0,
         request_timeout: float = 30.0,
         min_rate: float = 32 << 10,
@@ -134,6 +140,8 @@ class SftpDestination:
         self.block_size = block_size
         # Keep the unacknowledged window within one chunk, so a crash re-sends at most ~2 chunks.
         self.requests_in_flight = max(1, min(requests_in_flight, chunk_size // block_size or 1))
+        # Channels a large file may be written through at once (see sftp_channels.py).
+        self.max_channels = max(1, max_channels)
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.min_rate = min_rate  # a read of N bytes may take request_timeout + N / min_rate
@@ -142,7 +150,7 @@ class SftpDestination:
         self.stale_part_age = stale_part_age
         self.confirm_concurrency = max(1, confirm_concurrency)
         self.clock = clock  # compared with the server's mtimes: only days matter, not clock skew
-        self._sessions: dict[Space, _Session] = {}
+        self._sessions: dict[Space, Session] = {}
         self._locks: dict[Space, asyncio.Lock] = {}
         self.resume_mismatches = 0  # windows found different on resume (for tests and status)
         self.md5_confirmed = 0  # files whose content checkFileExist reported as held (all runs)
@@ -153,7 +161,7 @@ class SftpDestination:
         return (scope or self._own_scope).part(self, _RunState)
 
     # -- connections ---------------------------------------------------------------------
-    async def _session(self, space: Space, run: _RunState) -> _Session:
+    async def _session(self, space: Space, run: _RunState) -> Session:
         lock = self._locks.setdefault(space, asyncio.Lock())
         async with lock:
             if space in run.refused:
@@ -171,7 +179,7 @@ class SftpDestination:
                 self._sessions[space] = session
             return session
 
-    async def _login(self, space: Space, run: _RunState) -> _Session:
+    async def _login(self, space: Space, run: _RunState) -> Session:
         """Connect with the platform's password; re-fetch it once, then reset it if allowed."""
         account = await self.api.sftp_account(space)
         try:
@@ -199,7 +207,7 @@ class SftpDestination:
         except asyncssh.PermissionDenied:
             raise AuthFailed(f"SFTP login as {where} was refused even after a password reset") from None
 
-    async def _open(self, account: SftpAccount) -> _Session:
+    async def _open(self, account: SftpAccount) -> Session:
         check = HostKeyCheck(account.host, account.port)
         check.trusted = await asyncio.to_thread(self.host_keys.trusted_keys, account.host, account.host, account.port)
         try:
@@ -248,12 +256,17 @@ class SftpDestination:
         except (asyncssh.Error, OSError) as exc:
             conn.close()
             raise Retryable(f"SFTP subsystem refused: {_reason(exc)}") from exc
-        return _Session(conn, sftp)
+        return Session(conn, sftp)
 
     async def _drop(self, space: Space) -> None:
         session = self._sessions.pop(space, None)
         if session is not None:
             session.conn.close()
+
+    def channels(self, space: Space) -> int:
+        """SFTP channels open to `space` now: 1 per connection, plus those opened for large files (0: none)."""
+        session = self._sessions.get(space)
+        return 0 if session is None or session.conn.is_closed() else session.channels
 
     async def close(self) -> None:
         """Close every connection."""
@@ -266,13 +279,19 @@ class SftpDestination:
         self, space: Space, work: Callable[[asyncssh.SFTPClient], Awaitable[T]], run: _RunState, what: str
     ) -> T:
         """One leaf SFTP operation, paced: retried (on a new connection) while the failure is transient."""
+        return await self._call_in(space, lambda session: work(session.sftp), run, what)
+
+    async def _call_in(
+        self, space: Space, work: Callable[[Session], Awaitable[T]], run: _RunState, what: str
+    ) -> T:
+        """`_call` for work that needs the whole session (its channels, its round-trip time)."""
         return await self.pacer.call(lambda: self._call_once(space, work, run), what=f"sftp {what}")
 
-    async def _call_once(self, space: Space, work: Callable[[asyncssh.SFTPClient], Awaitable[T]], run: _RunState) -> T:
-        """Run `work` on the space's SFTP client, translating asyncssh errors into ours."""
+    async def _call_once(self, space: Space, work: Callable[[Session], Awaitable[T]], run: _RunState) -> T:
+        """Run `work` on the space's session, translating asyncssh errors into ours."""
         session = await self._session(space, run)
         try:
-            return await work(session.sftp)
+            return await work(session)
         except asyncssh.SFTPError as exc:
             error = _classify(exc)
         except (TimeoutError, asyncssh.Error, OSError) as exc:
@@ -295,31 +314,45 @@ class SftpDestination:
         progress = _Progress(on_bytes)
         space = _file_space(target)
         part = part_path(target, self.part_tag)
-        if target.folder:
-            await self._call(space, lambda sftp: _makedirs(sftp, target.folder), run, f"mkdir {target.folder}")
+        await self._ensure_folder(space, target.folder, run)
         mine = SftpResume("sftp", space.value, part, digest.md5)
         if replace(resume.load(SftpResume), offset=0) != mine:
             await resume.save(mine)
 
-        async def upload(sftp: asyncssh.SFTPClient) -> None:
+        async def upload(session: Session) -> None:
+            sftp = session.sftp
             recorded = resume.load(SftpResume).offset  # read again on every attempt
             fd = await asyncio.to_thread(os.open, local.path, os.O_RDONLY)
             try:
-                async with sftp.open(part, _WRITE, encoding=None) as remote:
-                    start = await self._resume_point(sftp, remote, part, fd, recorded, local.size)
+                # Nothing known written: the part file starts empty (truncated as it is opened,
+                # one round trip), else the resume point is checked against the local bytes.
+                opened = time.perf_counter()
+                remote = await self._open_part(sftp, space, target.folder, part, truncate=recorded == 0, run=run)
+                session.observe(time.perf_counter() - opened)
+                writers = PartWriters(session, part, remote, _WRITE)
+                try:
+                    start = 0 if recorded == 0 else await self._resume_point(remote, part, fd, recorded, local.size)
                     progress.at(start)
                     await resume.save(replace(mine, offset=start))
                     # The md5 of what the part file holds: the local bytes before the resume
                     # point (the window before it was just compared), then each block as sent.
                     written = hashlib.md5()
-                    await asyncio.to_thread(_hash_range, written, fd, 0, start, local.rel)
+                    if start:
+                        await asyncio.to_thread(_hash_range, written, fd, 0, start, local.rel)
                     # OpenSSH takes at most 255 KiB per write (limits@openssh.com); a larger block
                     # would be split by asyncssh into a full request and a 1 KiB one.
                     block = min(self.block_size, sftp.limits.max_write_len or self.block_size)
-                    await self._write_from(remote, fd, start, local, resume, mine, progress, block, written)
+                    if session.extra and local.size - start > 2 * self.chunk_size:
+                        await writers.open_known()  # channels a large file before this one opened
+                    await self._write_from(writers, fd, start, local, resume, mine, progress, block, written)
+                    # Every write is acknowledged, so the part file's size by its path is final:
+                    # it is asked for while the handles close (one round trip for all).
+                    _, attrs = await asyncio.gather(writers.close(), sftp.stat(part))
+                finally:
+                    await writers.close()  # a no-op once closed
             finally:
                 await asyncio.to_thread(os.close, fd)
-            size = (await sftp.stat(part)).size
+            size = attrs.size
             if size != local.size:
                 await resume.save(mine)
                 raise Retryable(f"{part} holds {size} bytes after upload, expected {local.size}")
@@ -333,10 +366,34 @@ class SftpDestination:
             await _rename(sftp, part, target.path)
             await resume.save(replace(mine, part=""))
 
-        await self._call(space, upload, run, f"upload {target}")
+        await self._call_in(space, upload, run, f"upload {target}")
+
+    async def _ensure_folder(self, space: Space, folder: str, run: _RunState) -> None:
+        """Make `folder` and its parents, once per run (one at a time per space: they share parents)."""
+        known = run.folders.setdefault(space, set())
+        if not folder or folder in known:
+            return
+        lock = run.folder_locks.setdefault(space, asyncio.Lock())
+        async with lock:
+            if folder not in known:
+                await self._call(space, lambda sftp: _makedirs(sftp, folder, known), run, f"mkdir {folder}")
+
+    async def _open_part(self, sftp: asyncssh.SFTPClient, space: Space, folder: str, part: str, *,
+                         truncate: bool, run: _RunState) -> asyncssh.SFTPClientFile:
+        """Open the part file for writing; a folder removed since this run made it is made again."""
+        flags = _WRITE | (asyncssh.FXF_TRUNC if truncate else 0)
+        try:
+            return await sftp.open(part, flags, encoding=None)
+        except asyncssh.SFTPNoSuchFile:
+            if not folder:
+                raise
+        known = run.folders.setdefault(space, set())
+        _forget_folder(known, folder)
+        await _makedirs(sftp, folder, known)
+        return await sftp.open(part, flags, encoding=None)
 
     async def _resume_point(
-        self, sftp: asyncssh.SFTPClient, remote: asyncssh.SFTPClientFile, part: str, fd: int, recorded: int, size: int
+        self, remote: asyncssh.SFTPClientFile, part: str, fd: int, recorded: int, size: int
     ) -> int:
         """Where to continue: the recorded offset if the window before it matches the local bytes."""
         attrs = await remote.stat()
@@ -360,15 +417,18 @@ class SftpDestination:
         return offset
 
     async def _write_from(
-        self, remote: asyncssh.SFTPClientFile, fd: int, start: int, local: LocalFile, resume: ResumeState,
+        self, remote: PartWriters, fd: int, start: int, local: LocalFile, resume: ResumeState,
         mine: SftpResume, progress: _Progress, block: int, written: Hash,
     ) -> None:
         """Pipelined writes: up to requests_in_flight blocks outstanding, acked strictly in order.
 
-        Each block is added to `written` in the thread that reads it, in file order.
+        Each block is added to `written` in the thread that reads it, in file order. After each
+        chunk, the measured throughput and round-trip time say whether one more channel would
+        pay (sftp_channels.py); blocks go to the channel with the fewest outstanding.
         """
         pending: deque[tuple[int, asyncio.Task[int]]] = deque()
         pos = acked = persisted = start
+        ramp = Ramp(remote.session.rtt, self.max_channels, start, span=2 * self.chunk_size)
         try:
             while pos < local.size or pending:
                 while pos < local.size and len(pending) < self.requests_in_flight:
@@ -387,6 +447,10 @@ class SftpDestination:
                 if acked - persisted >= self.chunk_size:
                     await resume.save(replace(mine, offset=acked))
                     persisted = acked
+                    if remote.growing:
+                        ramp.restart(acked)  # judged once the new channel writes too
+                    elif not remote.refused and ramp.grow(acked, len(remote.files)):
+                        remote.add_channel()
         finally:
             for _, task in pending:
                 task.cancel()
@@ -582,16 +646,30 @@ def _is_part_path(part: object) -> bool:
     return ".." not in pieces and name.startswith(".") and name.endswith(PART_SUFFIX) and len(name) > len(PART_SUFFIX) + 1
 
 
-async def _makedirs(sftp: asyncssh.SFTPClient, folder: str) -> None:
-    """Create `folder` and its parents; tolerant of folders made meanwhile by someone else."""
+async def _makedirs(sftp: asyncssh.SFTPClient, folder: str, known: set[str]) -> None:
+    """Create `folder` and its parents not in `known`; tolerant of folders made meanwhile by someone else.
+
+    Each folder made or found is added to `known`.
+    """
     path = ""
     for piece in folder.split("/"):
         path = join(path, piece)
+        if path in known:
+            continue
         try:
             await sftp.mkdir(path)
         except asyncssh.SFTPError:
             if not await sftp.isdir(path):
                 raise
+        known.add(path)
+
+
+def _forget_folder(known: set[str], folder: str) -> None:
+    """`folder` is gone after all: forget it and its parents (one of them may have gone with it)."""
+    path = folder
+    while path:
+        known.discard(path)
+        path = path.rpartition("/")[0]
 
 
 async def _rename(sftp: asyncssh.SFTPClient, part: str, path: str) -> None:
