@@ -229,8 +229,12 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     """BEGIN IMMEDIATE ... COMMIT; on any failure a rollback, so nothing is half-written.
 
     SQLite may already have rolled back by itself (a full disk, for instance): the rollback is
-    then skipped, and never masks the error that caused it.
+    then skipped, and never masks the error that caused it. Inside a transaction already open
+    (a group of writes, Journal._write), the block is part of that one.
     """
+    if conn.in_transaction:
+        yield
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -403,10 +407,54 @@ class Journal:
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubsync-journal")
         self._conn: sqlite3.Connection | None = None
+        self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._group: asyncio.Future[None] | None = None  # a group of writes in the journal's thread
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._in_thread, fn)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one transaction with the writes queued in the same turn of the event loop
+        or while the previous group ran.
+
+        Group commit: the per-file writes of many files in flight (begin, merged, chunk acks)
+        cost one thread hop and one transaction per group instead of one each. Each caller
+        returns once its group is committed; a group that fails fails each of its callers.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queued.append((fn, future))
+        if self._group is None:
+            self._group = loop.create_future()
+            # After this turn of the loop: the writes of the other tasks that run in it join.
+            loop.call_soon(self._next_group, loop)
+        return await future
+
+    def _next_group(self, loop: asyncio.AbstractEventLoop) -> None:
+        group, self._queued = self._queued, []
+        fns = [fn for fn, _ in group]
+
+        def run(conn: sqlite3.Connection) -> list[Any]:
+            with _transaction(conn):
+                return [fn(conn) for fn in fns]
+
+        def finished(job: asyncio.Future[list[Any]]) -> None:  # on the loop
+            error = job.exception() if not job.cancelled() else asyncio.CancelledError()
+            for i, (_, future) in enumerate(group):
+                if future.done():
+                    continue  # its caller was cancelled; the write itself went on, as with _run
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(job.result()[i])
+            if self._queued:
+                self._next_group(loop)
+            elif self._group is not None:
+                self._group.set_result(None)
+                self._group = None
+
+        loop.run_in_executor(self._executor, self._in_thread, run).add_done_callback(finished)
 
     def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         # Every SQLite or OS error of the journal becomes a JournalError: a run-level failure
@@ -431,6 +479,8 @@ class Journal:
             conn.close()
             self._conn = None
 
+        if self._group is not None:
+            await asyncio.shield(self._group)  # the writes queued before closing still go in
         if self._conn is not None:
             await self._run(_close)
         self._executor.shutdown(wait=True)
@@ -469,7 +519,7 @@ class Journal:
         return await self._run(q)
 
     async def store_digest(self, local: LocalFile, digest: Digest) -> None:
-        await self._run(lambda conn: _store_digest(conn, local, digest))
+        await self._write(lambda conn: _store_digest(conn, local, digest))
 
     async def forget_digest(self, local_path: str) -> None:
         """Drop the cached digest of a path whose content proved different from it."""
@@ -477,7 +527,7 @@ class Journal:
         def w(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM digests WHERE local_path=?", (local_path,))
 
-        await self._run(w)
+        await self._write(w)
 
     # -- files -----------------------------------------------------------------------------
     async def records_under(self, remote_prefix: str) -> dict[tuple[str, str], FileRecord]:
@@ -567,7 +617,7 @@ class Journal:
                 ).fetchone()
             return _record(row)
 
-        return await self._run(w)
+        return await self._write(w)
 
     async def update(self, file_id: int, **fields: Any) -> None:
         """Set columns of one file row (state, last_error, transport, resume (dict), bytes_sent...)."""
@@ -586,7 +636,7 @@ class Journal:
         def w(conn: sqlite3.Connection) -> None:
             conn.execute(f"UPDATE files SET {cols} WHERE id=?", (*fields.values(), file_id))
 
-        await self._run(w)
+        await self._write(w)
 
     async def update_many(self, file_ids: list[int], **fields: Any) -> None:
         """Set the same columns on several rows in one transaction (e.g. a confirmed batch: done)."""
@@ -635,7 +685,7 @@ class Journal:
             with _transaction(conn):
                 conn.executemany(sql, rows)
 
-        await self._run(w)
+        await self._write(w)
 
     async def record_refused(self, refused: list[tuple[str, str, int, str]], *, job: str = "",
                              clear_under: str | None = None, kind: str = REFUSED) -> None:
@@ -767,13 +817,13 @@ class Journal:
                     "UPDATE files SET bytes_sent=bytes_sent+?, updated_at=? WHERE id=?", (sent_bytes, now, file_id)
                 )
 
-        await self._run(w)
+        await self._write(w)
 
     async def clear_chunks(self, file_id: int) -> None:
         def w(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM chunks WHERE file_id=?", (file_id,))
 
-        await self._run(w)
+        await self._write(w)
 
 
 RUNS_KEPT = 100  # of each (job, remote)
