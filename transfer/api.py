@@ -129,6 +129,18 @@ def _parse_size(text: str) -> int:
         return 0
 
 
+async def _one_body(form: aiohttp.FormData) -> aiohttp.payload.Payload:
+    """The form's multipart body as one buffer unless it streams a file span.
+
+    aiohttp writes each part's boundary, headers and value as separate socket writes (nine
+    sends for a small file's upload); one buffer goes out with the request headers in one.
+    """
+    body = form()
+    if not isinstance(body, aiohttp.MultipartWriter) or any(isinstance(p, SpanPayload) for p, _, _ in body):
+        return body
+    return aiohttp.payload.BytesPayload(await body.as_bytes(), content_type=body.content_type)
+
+
 def _local_change(exc: BaseException) -> LocalFileChanged | None:
     """The LocalFileChanged that aiohttp wrapped into a connection error, if that is what it was."""
     seen = 0
@@ -231,7 +243,7 @@ class PlatformClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         kwargs: dict[str, Any] = {"headers": headers, "timeout": limits or self._timeout}
         if form is not None:
-            kwargs["data"] = form()
+            kwargs["data"] = await _one_body(form())
         elif json_body is not None:
             kwargs["json"] = json_body
         try:
