@@ -15,11 +15,11 @@ from .clock import Clock, SystemClock, wait_or_timeout
 from .destinations.base import ConfirmItem, Destination, ResumeState
 from .drift import by_folder, drift
 from .errors import AuthFailed, EndpointUnavailable, GaveUp, LocalFileChanged, Retryable, TransferError
-from .hashing import fingerprint, hash_file, stat_file
+from .hashing import INLINE_MAX, fingerprint, hash_file, stat_file
 from .journal import UNREADABLE, FileRecord, Journal
 from .models import DatahubSpace, Digest, LocalFile, RemoteEntry, RemoteTarget, Space
 from .pacer import retry_subject
-from .progress import Event, NullSink, ProgressSink
+from .progress import ByteProgress, Event, NullSink, ProgressSink
 from .remotepath import display
 from .scope import RunScope
 from .switch import TransportSwitch
@@ -33,6 +33,9 @@ LIST_CONCURRENCY = 8
 #: (md5 reads about 0.5 GiB/s), and until it ends nothing is sent.
 HASH_EVENTS_FROM = 16 << 20
 HASH_EVENT_STEP = 4 << 20  # bytes hashed between two `hashing` events of one file
+# A file's progress events: one per this many bytes sent (at most a chunk) or this many seconds.
+PROGRESS_STEP = 1 << 20
+PROGRESS_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,9 @@ class _Sent:
     destination: Destination
     resume: ResumeState | None = None  # the live one from sending; None when read back from the journal
     instant: bool = False  # the platform held the content: placed without sending a byte
+    # The journal's 'merged' write, not waited for by the sender: it joins the group of the
+    # sender's next begin; the confirmer waits for it before it marks the file done.
+    recorded: asyncio.Future[None] | None = None
 
 
 class Engine:
@@ -407,10 +413,13 @@ class Engine:
                     batch = [first]
                     deadline = self.clock.now() + self.confirm_wait
                     while len(batch) < self.confirm_batch:
-                        getter = asyncio.ensure_future(sent.get())
-                        if not await wait_or_timeout(self.clock, getter, deadline - self.clock.now()):
-                            break
-                        entry, getter = getter.result(), None
+                        if not sent.empty():
+                            entry = sent.get_nowait()  # what is there already: taken without a wait
+                        else:
+                            getter = asyncio.ensure_future(sent.get())
+                            if not await wait_or_timeout(self.clock, getter, deadline - self.clock.now()):
+                                break
+                            entry, getter = getter.result(), None
                         if entry is None:
                             finished = True
                             break
@@ -467,7 +476,11 @@ class Engine:
             hit = cache.pop(display(local.path), None)
             cached = hit[1] if hit is not None and hit[0] == local.stat_key else None
         if cached is not None:
-            if await asyncio.to_thread(fingerprint, local.path, local.size) == cached.fingerprint:
+            if local.size <= INLINE_MAX:
+                now = fingerprint(local.path, local.size)  # one small read: cheaper than a thread hop
+            else:
+                now = await asyncio.to_thread(fingerprint, local.path, local.size)
+            if now == cached.fingerprint:
                 return cached
         digest = await self._hash(local, remote)
         summary.files_hashed += 1
@@ -476,6 +489,8 @@ class Engine:
 
     async def _hash(self, local: LocalFile, remote: str) -> Digest:
         """md5 in a thread; a large file says how far its hashing is (`hashing` events, bytes as deltas)."""
+        if local.size <= INLINE_MAX:
+            return hash_file(local)  # one small read on the loop: cheaper than a thread hop
         if local.size < HASH_EVENTS_FROM:
             return await asyncio.to_thread(hash_file, local, chunk_size=self._hashed_chunk_size)
         loop = asyncio.get_running_loop()
@@ -551,19 +566,27 @@ class Engine:
         self.progress.emit(Event("started", item.local.rel, item.label, size=item.local.size,
                                  transport=destination.transport))
 
+        progress = ByteProgress(self.progress, item.local.rel, item.label, item.local.size,
+                                step=min(self.chunk_size, PROGRESS_STEP), seconds=PROGRESS_SECONDS, now=self.clock.now)
+
         def on_bytes(n: int, crossed: bool) -> None:
             if crossed:
                 summary.bytes_sent += n
-            self.progress.emit(Event("progress", item.local.rel, item.label, bytes=n, size=item.local.size))
+            progress.add(n)
 
         subject = retry_subject.set(item.local.rel)  # a retry of this send names the file
         try:
             instant = await destination.send(item.local, digest, item.target, resume, on_bytes, scope=scope)
         finally:
+            progress.flush()  # before the file's done or failed event
             retry_subject.reset(subject)
         summary.transports.add(destination.transport)
-        await self.journal.update(record.id, state="merged", last_error=None, transport=destination.transport)
-        return _Sent(item, record, destination, resume, instant=bool(instant))
+        recorded = asyncio.ensure_future(
+            self.journal.update(record.id, state="merged", last_error=None, transport=destination.transport))
+        # Its error is raised by the confirmer; a run that stopped before that has reported the
+        # journal's failure already (every write after it fails the same way).
+        recorded.add_done_callback(_seen)
+        return _Sent(item, record, destination, resume, instant=bool(instant), recorded=recorded)
 
     async def _wait_stable(self, local: LocalFile) -> LocalFile:
         """Poll the file's stat until it stops changing for settle_seconds (bounded)."""
@@ -588,6 +611,8 @@ class Engine:
         Returns the files that changed locally after they were sent (unless this is the final round).
         """
         changed: list[SendItem] = []
+        # A journal that cannot record 'merged' stops the run here, before any file is marked done.
+        await asyncio.gather(*(e.recorded for e in sent if e.recorded is not None))
         by_destination: dict[int, list[_Sent]] = {}
         for entry in sent:
             by_destination.setdefault(id(entry.destination), []).append(entry)
@@ -655,6 +680,11 @@ async def _all_or_none(coros: list[Coroutine[Any, Any, None]]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _seen(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: asyncio logs no "exception was never retrieved"
 
 
 def _all_still_same(files: list[LocalFile]) -> list[bool]:

@@ -23,6 +23,9 @@ from .models import Digest, LocalFile
 
 READ_BLOCK = 1 << 20  # 1 MiB: large enough for md5sum's speed, small enough to stay flat
 SAMPLE = 64 << 10  # fingerprint samples: head, middle and tail
+# Files of at most this size are read and hashed on the caller's thread, the event loop's
+# included: that costs less than the hop to a thread and back (bench/RESULTS.md, issue 15).
+INLINE_MAX = SAMPLE
 OnRead = Callable[[int], None]
 
 
@@ -42,6 +45,14 @@ def fingerprint(path: Path | str, size: int) -> str:
     return h.hexdigest()
 
 
+def _fingerprint_whole(data: bytes) -> str:
+    """fingerprint() of a file of at most SAMPLE bytes, from its content: its one sample is all of it."""
+    h = xxhash.xxh3_128()
+    h.update(len(data).to_bytes(8, "little"))
+    h.update(data)
+    return h.hexdigest()
+
+
 def md5_hex(data: bytes | memoryview) -> str:
     return hashlib.md5(data).hexdigest()
 
@@ -54,6 +65,8 @@ def hash_file(local: LocalFile, on_read: OnRead | None = None, *, chunk_size: in
     same read: a second hasher in its own thread takes each block as the first does, so both
     digests describe the same bytes and two cores share the work.
     """
+    if local.size <= SAMPLE:
+        return _hash_whole(local, on_read)
     with open(local.path, "rb", buffering=0) as f:
         try:
             os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -69,6 +82,24 @@ def hash_file(local: LocalFile, on_read: OnRead | None = None, *, chunk_size: in
         raise LocalFileChanged(f"{local.rel} changed while it was hashed")
     return Digest(md5=md5, fingerprint=fingerprint(local.path, local.size), chunks=chunks,
                   chunk_size=chunk_size if chunks else 0)
+
+
+def _hash_whole(local: LocalFile, on_read: OnRead | None) -> Digest:
+    """hash_file of a file of at most SAMPLE bytes: one read gives its md5 and its fingerprint.
+
+    Cheap enough to run on the event loop (INLINE_MAX): no thread hop for a small file.
+    """
+    fd = os.open(local.path, os.O_RDONLY | os.O_CLOEXEC)  # no file object: half the cost here
+    try:
+        data = pread_full(fd, local.size + 1, 0)  # one byte more: a file that grew shows
+        st = os.fstat(fd)  # the file read; the send checks the path again (ensure_unchanged)
+    finally:
+        os.close(fd)
+    if len(data) != local.size or (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev) != local.stat_key:
+        raise LocalFileChanged(f"{local.rel} changed while it was hashed")
+    if on_read is not None:
+        on_read(len(data))
+    return Digest(md5=md5_hex(data), fingerprint=_fingerprint_whole(data), content=data)
 
 
 def _md5(f: io.FileIO, on_read: OnRead | None) -> tuple[str, int]:

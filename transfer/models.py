@@ -125,13 +125,16 @@ class Digest:
     """A file's md5 and the cheap xxhash fingerprint that says the content is unchanged.
 
     `chunks`, when known, are the md5s of its `chunk_size` chunks, computed in the same read as
-    `md5` (so both describe the same bytes); never stored in the journal.
+    `md5` (so both describe the same bytes). `content` is what that read saw of a file small
+    enough to be read whole (hashing.INLINE_MAX): a destination may send it rather than read
+    the file again. Neither is stored in the journal.
     """
 
     md5: str
     fingerprint: str
     chunks: tuple[str, ...] = field(default=(), repr=False)
     chunk_size: int = 0
+    content: bytes | None = field(default=None, repr=False, compare=False)
 
     def chunk_md5(self, plan: ChunkPlan, index: int) -> str | None:
         """The md5 of chunk `index` of `plan`, if known without reading the file."""

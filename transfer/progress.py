@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
@@ -57,3 +58,38 @@ class FanoutSink:
     def emit(self, event: Event) -> None:
         for sink in self.sinks:
             sink.emit(event)
+
+
+class ByteProgress:
+    """One file's progress deltas, emitted in groups (as s3transfer's AggregatedProgressCallback).
+
+    A destination reports each piece it sends (an SFTP block of 256 KiB, a chunk); events go
+    out once `step` bytes or `seconds` have gathered since the last one, and `flush()` sends
+    the rest (at the end of a send, before its done or failed). A negative delta (a retried
+    piece rewinds progress) goes out at once, after what was pending, so totals never overshoot.
+    """
+
+    def __init__(self, sink: ProgressSink, path: str, remote: str, size: int, *, step: int,
+                 seconds: float, now: Callable[[], float]) -> None:
+        self._sink, self._path, self._remote, self._size = sink, path, remote, size
+        self._step, self._seconds, self._now = step, seconds, now
+        self._pending = 0
+        self._last = now()
+
+    def add(self, n: int) -> None:
+        if n < 0:
+            self.flush()
+            self._emit(n)
+            return
+        self._pending += n
+        if self._pending >= self._step or self._now() - self._last >= self._seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._emit(self._pending)
+            self._pending = 0
+
+    def _emit(self, n: int) -> None:
+        self._last = self._now()
+        self._sink.emit(Event("progress", self._path, self._remote, bytes=n, size=self._size))
