@@ -6,6 +6,7 @@ delay proxy, far enough away that one channel's window binds; and on loopback, w
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from bench.delayproxy import DelayProxy
 from emulator.testing import EmulatorThread
 from transfer import remotepath
 from transfer.api import PlatformClient
-from transfer.destinations.base import ResumeState
+from transfer.destinations.base import ConfirmItem, ResumeState
 from transfer.destinations.sftp import SftpDestination
 from transfer.destinations.sftp_channels import WINDOW_BOUND, Ramp
 from transfer.hashing import hash_file, stat_file
@@ -120,3 +121,29 @@ async def test_far_away_a_large_file_goes_through_more_channels(far_sftp: Emulat
 
 async def test_on_loopback_one_channel_is_enough(emu_sftp: EmulatorThread, tmp_path: Path) -> None:
     assert await _send(emu_sftp, tmp_path, 48 * MiB + 5) == 1
+
+
+async def test_far_away_confirming_keeps_a_round_trip_of_stats_in_flight(far_sftp: EmulatorThread,
+                                                                         tmp_path: Path) -> None:
+    """128 files 100 ms away: with 8 stats in flight their confirmation took 16 round trips (1.6 s)."""
+    src = write_random(tmp_path / "src" / "one.bin", 1000, seed=1)
+    local = stat_file(src, "one.bin")
+    digest = hash_file(local)
+    for i in range(128):  # as if sent by this run: on the platform's disk
+        write_random(far_sftp.private_path(f"many/f{i}.bin"), 100 + i, seed=i)
+    async with PlatformClient(far_sftp.url, username=ALICE[0], password=ALICE[1], password_key=KEY) as api:
+        journal = await Journal(tmp_path / "j.sqlite3").open()
+        dest = SftpDestination(api, pin_file=tmp_path / "known_hosts", chunk_size=CS)
+        try:
+            record = await journal.begin(local, "k", md5=digest.md5, chunk_size=CS, transport="sftp")
+            await dest.send(local, digest, RemoteTarget(Space.PRIVATE, "many", "one.bin"),  # measures the round trip
+                            ResumeState(journal, record, digest.md5, CS), lambda n, crossed: None)
+            items = [ConfirmItem(RemoteTarget(Space.PRIVATE, "many", f"f{i}.bin"), 100 + i) for i in range(128)]
+            started = time.perf_counter()
+            confirmations = await dest.confirm(items)
+            seconds = time.perf_counter() - started
+        finally:
+            await dest.close()
+            await journal.close()
+    assert [c.error for c in confirmations] == [None] * 128
+    assert seconds < 1.0  # 64 in flight: 2 round trips of stats (and 8 md5 probes over HTTP, direct)
