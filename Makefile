@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench soak clean venv install uninstall
+.PHONY: demo test lint bench bench-scale soak clean venv install uninstall
 
 $(BIN)/python:
 	@$(PY) -m venv $(VENV)
@@ -50,6 +50,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@$(BIN)/python -m bench
+
+# 1,000,000 files (bench/.work/, made once and kept): first sync, dry runs, no-ops, check. Takes long.
+bench-scale: $(STAMP)
+	@$(BIN)/python -m bench --cases scale $(BENCH_ARGS)
 
 soak: $(STAMP)
 	@$(BIN)/python -m tests.soak

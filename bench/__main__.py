@@ -3,6 +3,7 @@
     python -m bench                    every case, full sizes, 3 runs each  -> bench/RESULTS.md
     python -m bench --quick            small sizes, 1 run each (a smoke run) -> bench/RESULTS-quick.md
     python -m bench --cases 2,noop     some cases only                      -> bench/RESULTS-partial.md
+    python -m bench --cases scale      make bench-scale: 1,000,000 files    -> bench/RESULTS-scale.md
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .latency import case_latency
 from .rclone import ensure_rclone
 from .report import BenchRun, CaseResult, summary_table, write_results
 from .resume import case_resume
+from .scale import case_scale_bench, case_scale_million
 
 CASES: dict[int, tuple[str, Callable[[Bench], CaseResult] | None]] = {
     1: ("hashing", case_hashing),
@@ -50,7 +52,11 @@ CASES: dict[int, tuple[str, Callable[[Bench], CaseResult] | None]] = {
     6: ("resume", case_resume),
     7: ("emulator-cpu", None),  # a view of the others' rows, written by the report
     8: ("latency", case_latency),
+    9: ("200k", case_scale_bench),
+    10: ("scale", case_scale_million),  # make bench-scale only: not in a full run
 }
+DEFAULT_CASES = [n for n in CASES if n != 10]
+SCALE_DIR = Path(__file__).resolve().parent / ".work"  # make bench-scale's tree, kept between runs
 HERE = Path(__file__).resolve().parent
 NEEDS_RCLONE = {2, 3, 4, 8}
 
@@ -80,11 +86,15 @@ def _size(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description="hubsync benchmarks (issue 7).")
     p.add_argument("--quick", action="store_true", help="small sizes and one run each: a 1-2 minute smoke run")
-    p.add_argument("--cases", type=parse_cases, default=sorted(CASES),
+    p.add_argument("--cases", type=parse_cases, default=DEFAULT_CASES,
                    help="comma-separated numbers or names: " + ", ".join(f"{n}={name}" for n, (name, _) in CASES.items()))
     p.add_argument("--latency-size", type=_size, default=os.environ.get("HUBSYNC_BENCH_LATENCY_SIZE"),
                    help="the latency case's large file, e.g. 64MiB (default 512 MiB, --quick 32 MiB;"
                         " env HUBSYNC_BENCH_LATENCY_SIZE)")
+    p.add_argument("--scale-files", type=int, help="case 10 (scale): files in its tree (default 1,000,000)")
+    p.add_argument("--scale-dir", type=Path, default=SCALE_DIR,
+                   help="case 10 (scale): where its tree and emulator root live, kept between runs"
+                        " (default bench/.work)")
     p.add_argument("--runs", type=int, help="repetitions per measurement (default 3, --quick 1)")
     p.add_argument("--out", type=Path, help="results file (default bench/RESULTS.md for a full run of every case)")
     p.add_argument("--workdir", type=Path, help="parent of the temp dir holding data and emulator roots")
@@ -174,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.latency_size:
         latency_size = _size(args.latency_size) if isinstance(args.latency_size, str) else args.latency_size
         sizes = replace(sizes, latency_big=latency_size)
-    full = not args.quick and args.cases == sorted(CASES)
-    out = args.out or HERE / ("RESULTS.md" if full else "RESULTS-quick.md" if args.quick else "RESULTS-partial.md")
+    if args.scale_files:
+        sizes = replace(sizes, million_count=args.scale_files)
+    full = not args.quick and args.cases == DEFAULT_CASES
+    out = args.out or HERE / ("RESULTS.md" if full else "RESULTS-quick.md" if args.quick
+                              else "RESULTS-scale.md" if args.cases == [10] else "RESULTS-partial.md")
     notes: list[str] = []
     rclone, rclone_note = (None, "no case needing rclone was selected")
     if NEEDS_RCLONE & set(args.cases):
@@ -192,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                     " the client's machine)" if str(platform_parent).startswith("/dev/shm") else "") + ".")
     try:
         bench = Bench(work=Path(tmp), data=Data(Path(tmp) / "data", sizes), rclone=rclone, rclone_note=rclone_note,
-                      platform_dir=platform_dir)
+                      platform_dir=platform_dir, scale_data=Data(args.scale_dir, sizes))
         t = time.perf_counter()
         print("bench: making data sets ...", flush=True)
         _make_data(bench, args.cases)
@@ -271,6 +284,10 @@ def _make_data(bench: Bench, cases: list[int]) -> None:
         _ = data.many
     if 8 in cases:
         _ = data.latency_big, data.medium, data.latency_small
+    if 9 in cases:
+        _ = data.scale(data.sizes.scale_count)
+    if 10 in cases and bench.scale_data is not None:
+        _ = bench.scale_data.scale(data.sizes.million_count)
 
 
 if __name__ == "__main__":

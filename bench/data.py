@@ -24,13 +24,15 @@ class Sizes:
     files_per_dir: int
     latency_big: int = 512 * MiB  # the latency case's large file (python -m bench --latency-size)
     latency_small_count: int = 1000  # its 4 KiB files (its 1 MiB files are the medium tree)
+    scale_count: int = 200_000  # case 9's tree of 8-byte files
+    million_count: int = 1_000_000  # case 10's (make bench-scale; python -m bench --scale-files N)
 
 
 FULL = Sizes(big=2 * GiB, small_count=5000, small_size=4 * KiB, medium_count=200, medium_size=MiB,
              many_count=50_000, many_size=64, runs=3, files_per_dir=500)
 QUICK = Sizes(big=256 * MiB, small_count=500, small_size=4 * KiB, medium_count=20, medium_size=MiB,
               many_count=2000, many_size=64, runs=1, files_per_dir=100, latency_big=32 * MiB,
-              latency_small_count=100)
+              latency_small_count=100, scale_count=5000, million_count=20_000)
 
 
 def human(n: int) -> str:
@@ -71,25 +73,31 @@ class Data:
     def many(self) -> Path:
         return self._tree("many", self.sizes.many_count, self.sizes.many_size, random=False)
 
+    def scale(self, count: int) -> Path:
+        """`count` files of 8 distinct bytes each, 1,000 per folder (made once; kept with the data dir)."""
+        return self._tree(f"scale-{count}", count, 8, random=False, per_dir=1000)
+
     def _file(self, name: str, size: int) -> Path:
         path = self.root / name / "big.bin"
         if not path.exists():
             _random_file(path, size)
         return path
 
-    def _tree(self, name: str, count: int, size: int, *, random: bool) -> Path:
-        """`count` files of `size` bytes in folders of at most files_per_dir files."""
+    def _tree(self, name: str, count: int, size: int, *, random: bool, per_dir: int = 0) -> Path:
+        """`count` files of `size` bytes in folders of at most files_per_dir (or `per_dir`) files."""
         root = self.root / name
         done = root / ".complete"
         if done.exists():
             return root / "tree"
-        per_dir = min(self.sizes.files_per_dir, count)
+        per_dir = min(per_dir or self.sizes.files_per_dir, count)
         for i in range(count):
             folder = root / "tree" / f"d{i // per_dir:03d}"
             if i % per_dir == 0:
                 folder.mkdir(parents=True, exist_ok=True)
             if random:
                 body = os.urandom(size)
+            elif size <= 10:  # distinct too: the number itself
+                body = f"{i:0{size}d}".encode()[-size:]
             else:  # distinct content per file, so no two files share an md5
                 body = (f"file {i:08d} ".encode() * (size // 14 + 1))[:size]
             with open(folder / f"f{i:06d}.bin", "wb") as f:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,8 +77,9 @@ def run_measured(
     emulator: EmulatorProcess | None = None,
     watch: Callable[[int, threading.Event], None] | None = None,
     timeout: float = 1800.0,
+    keep_lines: int | None = None,
 ) -> Measured:
-    """Run `argv` to completion.
+    """Run `argv` to completion (`keep_lines`: only the last so many stdout lines are kept).
 
     `watch(pid, finished)` (if given) runs in a thread while the child runs and may SIGKILL it;
     `finished` is set once the child has been reaped (stop watching then).
@@ -87,7 +89,7 @@ def run_measured(
     proc = subprocess.Popen(
         argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
     )
-    lines: list[tuple[float, str]] = []
+    lines: deque[tuple[float, str]] = deque(maxlen=keep_lines)
     errors: list[str] = []
 
     def read_out() -> None:
@@ -128,8 +130,8 @@ def run_measured(
         system=usage.ru_stime,
         maxrss_mib=usage.ru_maxrss / 1024,  # kilobytes on Linux
         emulator_cpu=emu_after - emu_before,
-        lines=lines,
-        stderr="".join(errors),
+        lines=list(lines),
+        stderr="".join(errors)[-20000:],
         killed=proc.returncode == -signal.SIGKILL,
     )
 

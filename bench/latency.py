@@ -103,17 +103,19 @@ class Runs:
     def add(self, client: str, rtt: float, value: float, m: Measured) -> None:
         self.values.setdefault((client, rtt), []).append(value)
         self.cpu.setdefault((client, rtt), []).append(m.cpu)
-        self.emu.setdefault((client, rtt), []).append(m.emulator_share)
+        if client == HTTP:  # the others' bytes go to sshd: the emulator's share says nothing there
+            self.emu.setdefault((client, rtt), []).append(m.emulator_share)
 
     def row(self, what: str, unit: str, a: tuple[str, float], b: tuple[str, float], baseline: str,
             aim: float | None) -> Row | None:
         if not self.values.get(a) or not self.values.get(b):
             return None
         row = Row(what, unit, [], [], baseline, aim=aim)
-        for v, c, e in zip(self.values[a], self.cpu[a], self.emu[a], strict=True):
-            row.add_hubsync(v, c, e)
-        for v, c, e in zip(self.values[b], self.cpu[b], self.emu[b], strict=True):
-            row.add_baseline(v, c, e)
+        for v, c in zip(self.values[a], self.cpu[a], strict=True):
+            row.add_hubsync(v, c)
+        for v, c in zip(self.values[b], self.cpu[b], strict=True):
+            row.add_baseline(v, c)
+        row.emu_hubsync, row.emu_baseline = list(self.emu.get(a, [])), list(self.emu.get(b, []))
         return row
 
 

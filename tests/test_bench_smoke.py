@@ -8,16 +8,19 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from bench.cases import hubsync_split
+from bench.cases import Bench, hubsync_split
+from bench.data import QUICK, Data
 from bench.harness import EmulatorProcess, Measured, ProxyProcess, run_measured
 from bench.minimal_client import cipher, query_sftp_account, sync
 from bench.report import BenchRun, CaseResult, Row, write_results
 from bench.resume import LogTail
+from bench.scale import scale_case
 from emulator.accounts import SftpAccounts
 from emulator.openssh import free_port
 from emulator.storage import Space as EmuSpace
@@ -96,3 +99,17 @@ async def test_emulator_reports_another_sftp_server_through_the_delay_proxy(tmp_
         assert account["password"] == SftpAccounts(emu.root).get(EmuSpace("private", 7), "carol").password
         with pytest.raises(OSError):  # nothing listens there: the emulator did not start an SFTP server
             socket.create_connection(("127.0.0.1", sshd_port), timeout=5).close()
+
+
+def test_scale_case_runs_every_command_and_reads_their_summaries(tmp_path: Path) -> None:
+    """Case 9/10 (bench/scale.py) on a tree of 300 files: each command's output is what it parses."""
+    sizes = replace(QUICK, runs=1)
+    b = Bench(work=tmp_path / "work", data=Data(tmp_path / "data", sizes), rclone=None, platform_dir=tmp_path / "p",
+              say=lambda line: None)
+    b.work.mkdir()
+    result = scale_case(b, 9, b.data.scale(300), 300, tmp_path / "p" / "emulator")
+    labels = [r.what for r in result.rows]
+    assert "300 files, first sync: client CPU per file" in labels
+    assert "300 files, check: peak RSS" in labels and "300 files, no-op, --trust-journal: peak RSS" in labels
+    assert all(r.hubsync for r in result.rows)
+    assert sorted(p.read_bytes() for p in (tmp_path / "data").rglob("*.bin"))[:2] == [b"00000000", b"00000001"]
