@@ -40,9 +40,12 @@ uninstall:
 demo: $(STAMP)
 	@$(BIN)/hubsync demo
 
+# The suite runs on TEST_WORKERS parallel workers (pytest-xdist); most tests wait on sockets and
+# subprocesses, so more workers than cores pays. `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 4
 test: $(STAMP)
 	@$(BIN)/python -m ruff check transfer agent emulator tests bench
-	@$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	@$(BIN)/python -m ruff check transfer agent emulator tests bench

@@ -34,9 +34,16 @@ class SshdUnavailable(Exception):
 
 
 def run_tool(*args: str, stdin: str | None = None) -> None:
-    done = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        raise SshdUnavailable(f"{' '.join(args[:1])} failed ({done.returncode}): {done.stderr.strip()}")
+    """Run useradd/chpasswd/userdel. They lock /etc/passwd and give up at once when another one holds
+    it (parallel test workers, a bench beside the suite): that is retried for up to 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        done = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=60)
+        if done.returncode == 0:
+            return
+        if "lock" not in done.stderr.lower() or time.monotonic() > deadline:
+            raise SshdUnavailable(f"{' '.join(args[:1])} failed ({done.returncode}): {done.stderr.strip()}")
+        time.sleep(0.1)
 
 
 def free_port() -> int:

@@ -16,6 +16,13 @@ import pytest
 
 from emulator.testing import EmulatorThread
 
+# pytest-xdist's workers set COLUMNS=80 and LINES=24 for their own report; every CLI a test starts
+# inherits the environment, and rich would then draw for 80 columns whatever terminal the test gives
+# it (pexpect's dimensions). A user's shell sets neither for a program it starts.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 KEY = "0123456789abcdef"
 ALICE = ("alice", "Test@123")
 REPO = Path(__file__).resolve().parent.parent
@@ -110,16 +117,48 @@ def write_random(path: Path, size: int, seed: int = 0) -> Path:
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.02) -> object:
-    """Poll `condition` until it is truthy or the deadline passes (no blind sleeps)."""
+    """Poll `condition` until it is truthy or the deadline passes (no blind sleeps).
+
+    The pause between polls starts at `interval` and grows to at most 0.25 s: a condition that
+    runs `hubsync status` as a process would otherwise start fifty processes a second, and the
+    suite runs on parallel workers sharing two cores."""
     deadline = time.monotonic() + timeout
+    pause = interval
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = min(max(pause, interval) * 1.5, max(interval, 0.25))
 
 
 def tree_md5s(root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): md5_of(p) for p in root.rglob("*") if p.is_file()}
+
+
+# The longest tests (seconds each on a quiet machine), started first: `make test` runs on parallel
+# workers that steal work (pytest-xdist --dist worksteal), and a long test picked up last would keep
+# one worker busy while the others sit idle. Listed by node id prefix; tests marked slow go first too.
+LONG_TESTS = (
+    "tests/test_readme.py::test_the_readme_runs_as_written",
+    "tests/test_awkward_tree.py::",
+    "tests/test_daemon_watch.py::test_two_thousand_files_dropped_at_once_all_arrive",
+    "tests/test_daemon_watch.py::test_two_folders_into_private_and_public",
+    "tests/test_datahub.py::test_rides_through_faults_and_expiring_tokens",
+    "tests/test_datahub.py::test_sigkill_then_resume_sends_no_acknowledged_chunk_again",
+    "tests/test_config_cli.py::test_exit_codes",
+    "tests/test_sftp.py::test_kill_mid_upload_then_resume_sends_little_again",
+    "tests/test_sync.py::test_sigkill_mid_transfer_then_resume",
+    "tests/test_cli_face.py::test_status_",
+    "tests/test_daemon_remote.py::",
+    "tests/test_daemon_survives.py::",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def long(item: pytest.Item) -> bool:
+        return item.get_closest_marker("slow") is not None or item.nodeid.startswith(LONG_TESTS)
+
+    items.sort(key=lambda item: not long(item))  # stable: the rest keep their order

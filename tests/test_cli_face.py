@@ -207,8 +207,8 @@ def test_status_tells_a_file_in_flight_from_one_an_interrupted_run_left(emu, tmp
 
     src = tmp_path / "src"
     src.mkdir()
-    (src / "slow.bin").write_bytes(os.urandom(2_000_000))
-    emu.faults.latency = 0.3
+    (src / "slow.bin").write_bytes(os.urandom(4_000_000))
+    emu.faults.latency = 0.5  # 64 chunks, 4 at a time: ~8 s in flight, so status sees it even on a loaded machine
     env = user_env(emu, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "-q", "sync", str(src), "private:/st", "--chunk-size",
                              "64KiB"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
@@ -229,7 +229,7 @@ def test_status_tells_a_file_in_flight_from_one_an_interrupted_run_left(emu, tmp
     counts = remote_counts()
     assert (counts["active"], counts["interrupted"], counts["done"]) == (0, 1, 0), counts
     text = run_cli(["status"], env).stdout
-    assert "1 interrupted" in text and "0 B of 1.9 MiB" in text, text
+    assert "1 interrupted" in text and "0 B of 3.8 MiB" in text, text
 
 
 def test_an_instant_upload_says_so(emu, tmp_path: Path) -> None:
@@ -260,8 +260,8 @@ def test_status_shows_the_last_run_of_each_remote(emu, tmp_path: Path) -> None:
     assert run_cli(["-q", "sync", str(src), "private:/r1"], env).returncode == 0
     (src / "b\\c.txt").write_text("refused")
     assert run_cli(["-q", "sync", str(src), "private:/r1"], env).returncode == 1
-    (src / "slow.bin").write_bytes(os.urandom(2_000_000))
-    emu.faults.latency = 0.3
+    (src / "slow.bin").write_bytes(os.urandom(4_000_000))
+    emu.faults.latency = 0.5  # 64 chunks, 4 at a time: ~8 s in flight, so status sees it even on a loaded machine
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "-q", "sync", str(src), "private:/r2", "--chunk-size",
                              "64KiB"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
 
