@@ -27,7 +27,7 @@ from transfer.readback import Md5Sink
 from transfer.remotepath import display
 from transfer.scope import RunScope
 
-from .commands import EXIT_AUTH, EXIT_FAILED
+from .output import EXIT_AUTH, EXIT_FAILED
 from .remotes import parse_remote
 from .render import CheckProgress, human_size
 from .scanner import Excludes, scan

@@ -15,10 +15,10 @@ from pydantic import ValidationError
 
 from transfer.errors import AuthFailed, ConfigError, JournalError, JournalUnusable, TransferError
 
-from . import __version__, commands, status
+from . import __version__, status
 from .config import Config, load_config, validation_errors
 from .daemon.logs import quiet_libraries
-from .targets import explain
+from .output import EXIT_AUTH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PIPE, EXIT_USAGE, Output
 
 log = logging.getLogger("hubsync")
 
@@ -216,10 +216,17 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
             return await coro
         except asyncio.CancelledError:
             if interrupted:
-                return commands.EXIT_INTERRUPTED
+                return EXIT_INTERRUPTED
             raise
 
     return asyncio.run(main())
+
+
+def _explain(exc: Exception) -> str:
+    """An error's line with the CLI's hints (agent.targets; imported only when there is an error)."""
+    from .targets import explain
+
+    return explain(exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-        return commands.EXIT_PIPE
+        return EXIT_PIPE
     return code
 
 
@@ -269,7 +276,7 @@ def _main(argv: list[str] | None) -> int:
     except UsageError as exc:
         exc.parser.print_usage(sys.stderr)
         command = exc.parser.prog.removeprefix("hubsync").strip()
-        return commands.Output("--json" in argv).error(f"{exc.parser.prog}: error: {exc.message}", commands.EXIT_USAGE,
+        return Output("--json" in argv).error(f"{exc.parser.prog}: error: {exc.message}", EXIT_USAGE,
                                                        f"{command + ': ' if command else ''}{exc.message}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
@@ -277,7 +284,7 @@ def _main(argv: list[str] | None) -> int:
         handlers=[_CurrentStderr()],
     )
     quiet_libraries(args.verbose)
-    out = commands.Output(args.json, args.quiet, args.verbose)
+    out = Output(args.json, args.quiet, args.verbose)
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -287,8 +294,10 @@ def _main(argv: list[str] | None) -> int:
         for warning in warnings if args.command != "daemon" else []:  # the daemon logs them as JSON
             out.warn(warning)
         _apply_flags(config, args)
-        if args.command == "status":
+        if args.command == "status":  # the journal only: no engine, aiohttp or asyncssh to import
             return status.cmd_status(config, out)
+        from . import commands
+
         if args.command == "login":
             return _run(commands.cmd_login(config, out))
         if args.command == "check":
@@ -299,7 +308,7 @@ def _main(argv: list[str] | None) -> int:
             return _run(commands.cmd_ls(config, out, args.remote))
         if args.command == "sync":
             code = _run(commands.cmd_sync(config, out, args))
-            if code == commands.EXIT_INTERRUPTED:
+            if code == EXIT_INTERRUPTED:
                 out.warn("interrupted: progress is kept in the journal; run the same command to resume")
             return code
         if args.command == "daemon":
@@ -311,25 +320,25 @@ def _main(argv: list[str] | None) -> int:
             return daemon_main(config, args.config, args.verbose, warnings=warnings,
                                on_refused=refused if args.json else None)
     except ConfigError as exc:
-        return out.error(f"hubsync: {explain(exc)}", commands.EXIT_USAGE)
+        return out.error(f"hubsync: {_explain(exc)}", EXIT_USAGE)
     except AuthFailed as exc:
-        return out.error(f"hubsync: authentication failed: {exc}", commands.EXIT_AUTH)
+        return out.error(f"hubsync: authentication failed: {exc}", EXIT_AUTH)
     except JournalUnusable as exc:  # a read-only state dir, a journal of a newer hubsync
-        return out.error(f"hubsync: {exc}", commands.EXIT_USAGE)
+        return out.error(f"hubsync: {exc}", EXIT_USAGE)
     except JournalError as exc:  # the state dir failed under the run (a full disk): nothing was half-written
-        return out.error(f"hubsync: {exc}", commands.EXIT_FAILED)
+        return out.error(f"hubsync: {exc}", EXIT_FAILED)
     except TransferError as exc:
-        return out.error(f"hubsync: {explain(exc)}", commands.EXIT_FAILED)
+        return out.error(f"hubsync: {_explain(exc)}", EXIT_FAILED)
     except KeyboardInterrupt:
-        return commands.EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         raise  # main() ends quietly
     # The last resort: a bug shows one line, not a traceback (-vv logs the traceback).
     except Exception as exc:  # noqa: BLE001 - nothing else is left to handle it, and it must not crash visibly
         log.debug("internal error", exc_info=True)
         return out.error(f"hubsync: internal error (a bug, please report it; -vv shows the traceback):"
-                         f" {type(exc).__name__}: {exc}", commands.EXIT_FAILED)
-    return out.error(f"hubsync: unknown command {args.command}", commands.EXIT_USAGE)
+                         f" {type(exc).__name__}: {exc}", EXIT_FAILED)
+    return out.error(f"hubsync: unknown command {args.command}", EXIT_USAGE)
 
 
 if __name__ == "__main__":

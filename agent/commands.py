@@ -12,55 +12,19 @@ from typing import Any
 from transfer.engine import Engine, RunSummary, SendItem
 from transfer.errors import ConfigError, TransferError, VersionNotFound
 from transfer.models import DatahubSpace
-from transfer.pacer import RetryNote
 from transfer.progress import Event, FanoutSink, ProgressSink
 from transfer.remotepath import display
 
 from .config import Config
 from .daemon.status import SyncLock
 from .deleteguard import count_refusal, source_refusal
+from .output import EXIT_FAILED, EXIT_OK, Output
 from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
-from .render import JsonLines, PlainLines, RichProgress, human_size, retry_line
+from .render import PlainLines, RichProgress, human_size
 from .runlog import recorded_run
 from .scanner import Excludes, ScanResult, scan
 from .service import Services, part_tag
 from .targets import Target, created_note, finish, resolve, summary_fields
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 3, 130, 141
-
-
-class Output:
-    """Where a command writes: JSON lines, or text for people."""
-
-    def __init__(self, json_mode: bool, quiet: bool = False, verbose: int = 0) -> None:
-        self.json = json_mode
-        self.quiet = quiet
-        self.verbose = verbose
-        self.jsonl = JsonLines()
-
-    def error(self, text: str, code: int, message: str | None = None) -> int:
-        """A command's end in failure: one line on stderr and, with --json, an error event on stdout
-        (which then holds only JSON; `message`, default the line less its "hubsync: "); returns the exit code."""
-        if self.json:
-            self.jsonl.print({"event": "error", "message": message or text.removeprefix("hubsync: "), "exit": code})
-        self.warn(text)
-        return code
-
-    def result(self, obj: dict[str, Any], text: str) -> None:
-        if self.json:
-            self.jsonl.print(obj)
-        elif not self.quiet or obj.get("files_failed"):
-            print(text)
-
-    def warn(self, text: str) -> None:
-        print(text, file=sys.stderr)  # sys.stderr as it is now: a live progress display shows it above its bars
-
-    def retry(self, note: RetryNote) -> None:
-        """The pacer's report of a retry: a `retry` event with --json, a line on stderr with -v."""
-        if self.json:
-            self.jsonl.print({"event": "retry", **note.as_dict()}, flush=False)
-        elif self.verbose:
-            self.warn(retry_line(note))
 
 
 # -- login ---------------------------------------------------------------------------------

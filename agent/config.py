@@ -345,3 +345,8 @@ def _exposure_warning(path: Path) -> list[str]:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         return [f"warning: {path} holds a secret and is readable by group or others; fix: chmod 600 {path}"]
     return []
+
+
+def journal_path(config: Config) -> Path:
+    """The journal's file in the state dir (the one place that names it)."""
+    return config.state_dir() / "journal.sqlite3"

@@ -23,7 +23,7 @@ from transfer.pacer import Pacer, RetryNote
 from transfer.progress import ProgressSink
 from transfer.scope import RunScope
 
-from .config import Config
+from .config import Config, journal_path
 
 if TYPE_CHECKING:  # asyncssh costs 0.1 s to import: only runs that use SFTP load it
     from transfer.destinations.base import Confirmation, ConfirmItem, OnBytes, ResumeState
@@ -67,10 +67,6 @@ def make_client(config: Config, pacer: Pacer | None = None) -> PlatformClient:
         pacer=pacer or make_pacer(config),
         timeouts=timeouts(config),
     )
-
-
-def journal_path(config: Config) -> Path:
-    return config.state_dir() / "journal.sqlite3"
 
 
 async def part_tag(config: Config) -> str:

@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 from transfer.errors import JournalError, JournalUnusable
 from transfer.journal import JournalView
 
+from .config import journal_path
+from .output import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from .render import human_size
-from .service import journal_path
 
 if TYPE_CHECKING:
-    from .commands import Output
     from .config import Config
+    from .output import Output
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
 # What a run row carries that is the journal's business (keys with the account), not the user's.
 _RUN_INTERNALS = ("prefix", "shown_prefix")
 
