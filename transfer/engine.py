@@ -15,7 +15,7 @@ from .clock import Clock, SystemClock, wait_or_timeout
 from .destinations.base import ConfirmItem, Destination, ResumeState
 from .drift import by_folder, drift
 from .errors import AuthFailed, EndpointUnavailable, GaveUp, LocalFileChanged, Retryable, TransferError
-from .hashing import INLINE_MAX, fingerprint, hash_file, stat_file
+from .hashing import InlineReads, fingerprint, hash_file, stat_file
 from .journal import UNREADABLE, FileRecord, Journal
 from .models import DatahubSpace, Digest, LocalFile, RemoteEntry, RemoteTarget, Space
 from .pacer import retry_subject
@@ -164,6 +164,7 @@ class Engine:
         self.settle_seconds = settle_seconds
         self.settle_timeout = settle_timeout
         self.clock: Clock = clock or SystemClock()
+        self.inline_reads = InlineReads(self.clock.now)  # small files hashed on the loop while reads are fast
         # auto: after a 404/405 of the chunk API the fallback is used for switch_seconds, then the
         # primary again (a daemon runs for weeks: one proxy hiccup must not last until a restart).
         self.switch = TransportSwitch(switch_seconds, self.clock.now)
@@ -476,8 +477,8 @@ class Engine:
             hit = cache.pop(display(local.path), None)
             cached = hit[1] if hit is not None and hit[0] == local.stat_key else None
         if cached is not None:
-            if local.size <= INLINE_MAX:
-                now = fingerprint(local.path, local.size)  # one small read: cheaper than a thread hop
+            if self.inline_reads.inline(local.size):
+                now = self.inline_reads.timed(lambda: fingerprint(local.path, local.size))
             else:
                 now = await asyncio.to_thread(fingerprint, local.path, local.size)
             if now == cached.fingerprint:
@@ -489,8 +490,8 @@ class Engine:
 
     async def _hash(self, local: LocalFile, remote: str) -> Digest:
         """md5 in a thread; a large file says how far its hashing is (`hashing` events, bytes as deltas)."""
-        if local.size <= INLINE_MAX:
-            return hash_file(local)  # one small read on the loop: cheaper than a thread hop
+        if self.inline_reads.inline(local.size):
+            return self.inline_reads.timed(lambda: hash_file(local))  # cheaper than a thread hop
         if local.size < HASH_EVENTS_FROM:
             return await asyncio.to_thread(hash_file, local, chunk_size=self._hashed_chunk_size)
         loop = asyncio.get_running_loop()

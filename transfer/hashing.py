@@ -15,17 +15,51 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import xxhash
 
 from .errors import LocalFileChanged
 from .models import Digest, LocalFile
 
+T = TypeVar("T")
+
 READ_BLOCK = 1 << 20  # 1 MiB: large enough for md5sum's speed, small enough to stay flat
 SAMPLE = 64 << 10  # fingerprint samples: head, middle and tail
-# Files of at most this size are read and hashed on the caller's thread, the event loop's
-# included: that costs less than the hop to a thread and back (bench/RESULTS.md, issue 15).
+# Files of at most this size may be read and hashed on the caller's thread, the event loop's
+# included: from the page cache that costs less than the hop to a thread and back (issue 15).
 INLINE_MAX = SAMPLE
+
+
+class InlineReads:
+    """Whether a small file is read on the event loop, learned from how long such reads take.
+
+    From the page cache a small read costs microseconds, far less than a thread hop; from a
+    cold disk or a network file system it can take milliseconds, which on the loop would stall
+    every transfer in flight. After a read slower than `slow` seconds the next `backoff` small
+    files go to a thread (where such reads overlap); then the loop is tried again.
+    """
+
+    def __init__(self, now: Callable[[], float], *, slow: float = 0.002, backoff: int = 256) -> None:
+        self._now, self._slow, self._backoff = now, slow, backoff
+        self._threaded = 0  # small files still to send to a thread
+
+    def inline(self, size: int) -> bool:
+        if size > INLINE_MAX:
+            return False
+        if self._threaded:
+            self._threaded -= 1
+            return False
+        return True
+
+    def timed(self, read: Callable[[], T]) -> T:
+        """`read()` on this thread, timed: a slow one sends the next small files to a thread."""
+        started = self._now()
+        try:
+            return read()
+        finally:
+            if self._now() - started > self._slow:
+                self._threaded = self._backoff
 OnRead = Callable[[int], None]
 
 

@@ -11,7 +11,7 @@ from ..bandwidth import TokenBucket
 from ..envelope import PlatformRefused
 from ..errors import LocalFileChanged
 from ..folders import RemoteFolders
-from ..hashing import INLINE_MAX, FileSpan, hash_file, md5_hex, md5_of_span, read_span
+from ..hashing import FileSpan, hash_file, md5_hex, md5_of_span, read_span
 from ..models import ChunkPlan, Digest, LocalFile, RemoteEntry, RemoteTarget, Space, file_space
 from ..pacer import Pacer
 from ..scope import RunScope
@@ -113,9 +113,7 @@ class ChunkedDestination:
     async def _send_small(self, local: LocalFile, digest: Digest, target: RemoteTarget, on_bytes: OnBytes) -> None:
         if digest.content is not None and len(digest.content) == local.size:
             data = digest.content  # what the hashing read saw: its md5 is digest.md5
-            ensure_unchanged(local)  # one stat on the loop: cheaper than a thread hop
-        elif local.size <= INLINE_MAX:
-            data = _read_small(local, digest.md5)  # one small read on the loop: cheaper than a thread hop
+            ensure_unchanged(local)  # one stat on the loop (the walk has just stat'ed it): cheaper than a hop
         else:
             data = await asyncio.to_thread(_read_small, local, digest.md5)
         if self.bandwidth is not None:
