@@ -139,3 +139,64 @@ async def test_a_streamed_chunk_whose_file_changed_is_not_sent(emu: EmulatorThre
     # not retried as a network error, and the platform stored nothing for it
     entries = [e for e in emu.log_entries() if e["path"].endswith("/uploadFile")]
     assert len(entries) <= 1 and not any(e["ok"] for e in entries)
+
+
+async def test_an_unverified_span_goes_by_sendfile_and_arrives_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A chunk the platform checks itself goes from the page cache to the socket, as a part
+    of a multipart form like uploadFile's, between the other parts' bytes."""
+    import aiohttp
+    from aiohttp import web
+
+    from transfer.api import SpanPayload
+    from transfer.hashing import FileSpan
+
+    data = bytes(range(256)) * 40_000 + b"tail"  # ~10 MiB: several socket buffers' worth
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    received: dict[str, bytes] = {}
+
+    async def upload(request: web.Request) -> web.Response:
+        async for part in await request.multipart():
+            received[part.name or ""] = await part.read()  # type: ignore[union-attr]
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=64 << 20)
+    app.router.add_post("/up", upload)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        offset, length = 1000, len(data) - 2000
+        payload = SpanPayload(FileSpan(path, offset, length, "", verify=False))
+        form = aiohttp.FormData(quote_fields=False)
+        form.add_field("before", "1")
+        form.add_field("chunk", payload, filename="f.bin", content_type="application/octet-stream")
+        form.add_field("after", "2")
+        async with aiohttp.ClientSession() as session, session.post(f"http://127.0.0.1:{port}/up", data=form) as r:
+            assert r.status == 200
+    finally:
+        await runner.cleanup()
+    assert payload.zero_copy
+    assert received == {"before": b"1", "chunk": data[offset : offset + length], "after": b"2"}
+
+
+async def test_an_unverified_span_of_a_file_that_got_shorter_is_a_local_change(
+    emu: EmulatorThread, tmp_path  # type: ignore[no-untyped-def]
+) -> None:
+    from transfer.errors import LocalFileChanged
+    from transfer.hashing import FileSpan
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(3 << 20))
+    mib = 1 << 20
+    async with client_for(emu) as client:
+        await client.user()
+        emu.clear_log()
+        with pytest.raises(LocalFileChanged):  # chunk 2 claims 2 MiB: the file holds 1 MiB from there
+            await client.upload_chunk(Space.PRIVATE, "", "f.bin", file_md5="0" * 32, index=1, total=2,
+                                      data=FileSpan(path, 2 * mib, 2 * mib, "f" * 32, verify=False),
+                                      chunk_md5="f" * 32)
+    entries = [e for e in emu.log_entries() if e["path"].endswith("/uploadFile")]
+    assert not any(e["ok"] for e in entries)
