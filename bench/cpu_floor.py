@@ -32,11 +32,16 @@ for _ in range(2):
 """
 
 
+# The client's command: the installed script, or (--this-checkout) `python -m agent.cli` run from
+# the checkout this bench lives in, so an older checkout (git archive) measures its own code.
+CLIENT: list[str] = []
+
+
 def _sync(platform: Path, state: Path, source: Path, remote: str, *flags: str) -> tuple[float, float]:
     """(client CPU s, wall s) of one first sync over HTTP: fresh emulator, no journal."""
     shutil.rmtree(state, ignore_errors=True)
     with EmulatorProcess(platform / "emulator", sftp=False) as emu:
-        argv = [*hubsync_argv(), "sync", str(source), remote, "--transport", "http", *flags]
+        argv = [*(CLIENT or hubsync_argv()), "sync", str(source), remote, "--transport", "http", *flags]
         m = run_measured(argv, env=hubsync_env(emu, state), emulator=emu).check()
     return m.cpu, m.wall
 
@@ -84,7 +89,11 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--work", type=Path, help="keep the data here (default: a temp dir)")
+    parser.add_argument("--this-checkout", action="store_true",
+                        help="run the client as python -m agent.cli from this bench's checkout")
     args = parser.parse_args()
+    if args.this_checkout:
+        CLIENT[:] = [PYTHON, "-m", "agent.cli"]
     with tempfile.TemporaryDirectory(prefix="hubsync-cpu-floor-") as tmp:
         work = args.work or Path(tmp)
         platform = Path(tempfile.mkdtemp(prefix="hubsync-cpu-floor-platform-", dir="/dev/shm"
