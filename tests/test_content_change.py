@@ -54,7 +54,8 @@ def env_with(emu: EmulatorThread, tmp_path: Path, transfer: str) -> dict[str, st
 def test_http_chunk_refused_for_md5_rehashes_and_sends_the_new_content(emu: EmulatorThread, tmp_path: Path) -> None:
     src = write_random(tmp_path / "src" / "table.db", 4 * MiB, seed=3)
     original = md5_of(src)
-    # One chunk in flight at a time, each call slowed: chunk 2 is read well after chunk 0 landed.
+    # One chunk in flight at a time, each call slowed: the last chunk is read well after chunk 0
+    # landed (three slowed calls later: a margin for a loaded machine).
     emu.faults.latency = 0.2
     env = env_with(emu, tmp_path, 'chunks_per_file = 1\nchunk_size = "1MiB"')
     proc = subprocess.Popen(
@@ -64,8 +65,8 @@ def test_http_chunk_refused_for_md5_rehashes_and_sends_the_new_content(emu: Emul
     try:
         wait_for(lambda: any(e["path"].endswith("/uploadFile") and e.get("index") == 0 for e in emu.log_entries()),
                  timeout=60, interval=0.005)
-        # Inside chunk 2, clear of the fingerprint's middle sample (2 MiB +- 32 KiB).
-        rewrite_in_place(src, 2 * MiB + 128 * 1024, 256 * 1024, seed=-1)
+        # Inside chunk 3, clear of the fingerprint's tail sample (its last 64 KiB).
+        rewrite_in_place(src, 3 * MiB + 128 * 1024, 256 * 1024, seed=-1)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -76,10 +77,10 @@ def test_http_chunk_refused_for_md5_rehashes_and_sends_the_new_content(emu: Emul
     assert "Traceback" not in err
     assert md5_of(emu.private_path("db/table.db")) == md5_of(src)
     log = emu.log_entries()
-    # The platform refused chunk 2 of the old version (its bytes were of the new one); no
+    # The platform refused chunk 3 of the old version (its bytes were of the new one); no
     # merge of the old version was tried; the new version went in full.
     refused = [e for e in log if e["path"].endswith("/uploadFile") and not e["ok"]]
-    assert [(e["index"], e["fileMd5"]) for e in refused] == [(2, original)]
+    assert [(e["index"], e["fileMd5"]) for e in refused] == [(3, original)]
     merges = [e for e in log if e["path"].endswith("/mergeFile")]
     assert [(m["fileMd5"], m["ok"]) for m in merges] == [(md5_of(src), True)]
     assert any("changed" in o.get("message", "") for o in json_lines(out) if o.get("event") == "info")
