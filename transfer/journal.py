@@ -116,6 +116,63 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN prefix TEXT NOT NULL DEFAULT '';
     ALTER TABLE runs ADD COLUMN shown_prefix TEXT NOT NULL DEFAULT '';
     """,
+    # 6: the account ("host#uid ", the part of a journal key before the remote) in its own
+    # column, so that a folder's records are found by an index (account, remote range) instead
+    # of substr() over every row. UNIQUE(local_path, remote) becomes UNIQUE(account, remote,
+    # local_path), whose index serves those lookups; SQLite cannot change a constraint in place,
+    # so `files` is rebuilt (its chunks kept aside meanwhile: dropping `files` would cascade).
+    """
+    CREATE TABLE chunks_kept AS SELECT * FROM chunks;
+    DROP TABLE chunks;
+    CREATE TABLE files_new(
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL DEFAULT '',
+        local_path TEXT NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        remote TEXT NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        mtime_ns INTEGER NOT NULL DEFAULT 0,
+        inode INTEGER NOT NULL DEFAULT 0,
+        device INTEGER NOT NULL DEFAULT 0,
+        md5 TEXT,
+        chunk_size INTEGER,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        transport TEXT,
+        resume TEXT,
+        bytes_sent INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        done_at REAL,
+        remote_mtime_ms INTEGER,
+        UNIQUE(account, remote, local_path)
+    );
+    INSERT INTO files_new(id,job,local_path,account,remote,size,mtime_ns,inode,device,md5,chunk_size,state,
+        attempts,last_error,transport,resume,bytes_sent,created_at,updated_at,done_at,remote_mtime_ms)
+    SELECT id,job,local_path,
+        CASE WHEN instr(remote,' ') > 0 AND instr(substr(remote,1,instr(remote,' ')),'/') = 0
+             THEN substr(remote,1,instr(remote,' ')) ELSE '' END,
+        CASE WHEN instr(remote,' ') > 0 AND instr(substr(remote,1,instr(remote,' ')),'/') = 0
+             THEN substr(remote,instr(remote,' ')+1) ELSE remote END,
+        size,mtime_ns,inode,device,md5,chunk_size,state,attempts,last_error,transport,resume,bytes_sent,
+        created_at,updated_at,done_at,remote_mtime_ms
+    FROM files;
+    DROP TABLE files;
+    ALTER TABLE files_new RENAME TO files;
+    CREATE INDEX files_state ON files(state);
+    CREATE TABLE chunks(
+        file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        md5 TEXT NOT NULL,
+        chunk_size INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        chunk_md5 TEXT NOT NULL,
+        acked_at REAL NOT NULL,
+        PRIMARY KEY(file_id, md5, chunk_size, idx)
+    );
+    INSERT INTO chunks SELECT * FROM chunks_kept;
+    DROP TABLE chunks_kept;
+    """,
 ]
 
 STATES = ("queued", "sending", "merged", "done", "failed")
@@ -158,6 +215,36 @@ def _store_digest(conn: sqlite3.Connection, local: LocalFile, digest: Digest) ->
     )
 
 
+def split_key(key: str) -> tuple[str, str]:
+    """A journal key (the engine's namespace "host#uid " + the remote) as (account, remote).
+
+    Every remote holds a '/' before any space (`private:/...`), an account never does: so the
+    account is what precedes the first space when no '/' does, else empty (a key made without a
+    namespace). The same rule splits keys and key prefixes, and migration 6 applies it in SQL.
+    """
+    space = key.find(" ")
+    if space < 0 or "/" in key[:space]:
+        return "", key
+    return key[: space + 1], key[space + 1 :]
+
+
+def _below(prefix: str) -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause and its parameters for the records whose key starts with `prefix`: an
+    account and a range of remotes, which the (account, remote, local_path) index answers."""
+    account, remote = split_key(prefix)
+    if not remote:
+        return "account=?", (account,)
+    # The smallest string greater than every one that starts with `remote`.
+    upper = remote[:-1] + chr(ord(remote[-1]) + 1)
+    return "account=? AND remote>=? AND remote<?", (account, remote, upper)
+
+
+def _key_column(conn: sqlite3.Connection) -> str:
+    """The journal key as SQL: account and remote, or the one column of a journal from before
+    migration 6 (`status` reads without migrating)."""
+    return "account||remote" if _user_version(conn) >= 6 else "remote"
+
+
 class PlanRow(NamedTuple):
     """A record's stat key (size, mtime_ns, inode, device), state and transport."""
 
@@ -173,7 +260,7 @@ def _record(row: sqlite3.Row) -> FileRecord:
         id=row["id"],
         job=row["job"],
         local_path=row["local_path"],
-        remote=row["remote"],
+        remote=row["account"] + row["remote"],
         size=row["size"],
         mtime_ns=row["mtime_ns"],
         inode=row["inode"],
@@ -533,48 +620,70 @@ class Journal:
     async def records_under(self, remote_prefix: str) -> dict[tuple[str, str], FileRecord]:
         """Every file record whose remote starts with `remote_prefix`, keyed by (local, remote)."""
 
+        where, params = _below(remote_prefix)
+
         def q(conn: sqlite3.Connection) -> dict[tuple[str, str], FileRecord]:
-            rows = conn.execute(
-                "SELECT * FROM files WHERE substr(remote,1,?)=?", (len(remote_prefix), remote_prefix)
-            ).fetchall()
-            return {(r["local_path"], r["remote"]): _record(r) for r in rows}
+            records = (_record(r) for r in conn.execute(f"SELECT * FROM files WHERE {where}", params))
+            return {(r.local_path, r.remote): r for r in records}
 
         return await self._run(q)
 
     async def plan_rows(self, remote_prefix: str) -> dict[tuple[str, str], PlanRow]:
         """What planning needs of every record under `remote_prefix`: stat key, state, transport.
 
-        Lighter than records_under (no resume blob parsed, no FileRecord built): a no-op re-sync
-        of tens of thousands of files reads only this.
+        Lighter than records_under (no resume blob parsed, no FileRecord built).
         """
+        where, params = _below(remote_prefix)
 
         def q(conn: sqlite3.Connection) -> dict[tuple[str, str], PlanRow]:
             rows = conn.execute(
-                "SELECT local_path,remote,size,mtime_ns,inode,device,state,transport,done_at,remote_mtime_ms"
-                " FROM files WHERE substr(remote,1,?)=?",
-                (len(remote_prefix), remote_prefix),
+                "SELECT local_path,account||remote,size,mtime_ns,inode,device,state,transport,done_at,remote_mtime_ms"
+                f" FROM files WHERE {where}", params,
             )
             return {(r[0], r[1]): PlanRow((r[2], r[3], r[4], r[5]), r[6], r[7], r[8], r[9]) for r in rows}
+
+        return await self._run(q)
+
+    async def plan_rows_of(self, keys: list[str]) -> dict[tuple[str, str], PlanRow]:
+        """plan_rows for these journal keys only (one folder's files): index lookups, a few
+        hundred keys a query, so a plan costs what the folder holds, not what the journal holds."""
+
+        def q(conn: sqlite3.Connection) -> dict[tuple[str, str], PlanRow]:
+            found: dict[tuple[str, str], PlanRow] = {}
+            by_account: dict[str, list[str]] = {}
+            for key in keys:
+                account, remote = split_key(key)
+                by_account.setdefault(account, []).append(remote)
+            for account, remotes in by_account.items():
+                for start in range(0, len(remotes), 500):
+                    batch = remotes[start : start + 500]
+                    for r in conn.execute(
+                        "SELECT local_path,remote,size,mtime_ns,inode,device,state,transport,done_at,remote_mtime_ms"
+                        f" FROM files WHERE account=? AND remote IN ({','.join('?' * len(batch))})", (account, *batch),
+                    ):
+                        found[(r[0], account + r[1])] = PlanRow((r[2], r[3], r[4], r[5]), r[6], r[7], r[8], r[9])
+            return found
 
         return await self._run(q)
 
     async def resume_parts(self, remote_prefix: str, transport: str) -> list[FileRecord]:
         """Records under `remote_prefix`, in any state, whose resume blob names a `transport` temp file."""
 
+        where, params = _below(remote_prefix)
+
         def q(conn: sqlite3.Connection) -> list[FileRecord]:
-            rows = conn.execute(
-                "SELECT * FROM files WHERE substr(remote,1,?)=? AND resume IS NOT NULL",
-                (len(remote_prefix), remote_prefix),
-            ).fetchall()
+            rows = conn.execute(f"SELECT * FROM files WHERE {where} AND resume IS NOT NULL", params).fetchall()
             records = [_record(r) for r in rows]
             return [r for r in records if r.resume.get("transport") == transport and r.resume.get("part")]
 
         return await self._run(q)
 
     async def get(self, local_path: str, remote: str) -> FileRecord | None:
+        account, path = split_key(remote)
+
         def q(conn: sqlite3.Connection) -> FileRecord | None:
             row = conn.execute(
-                "SELECT * FROM files WHERE local_path=? AND remote=?", (local_path, remote)
+                "SELECT * FROM files WHERE account=? AND remote=? AND local_path=?", (account, path, local_path)
             ).fetchone()
             return _record(row) if row else None
 
@@ -588,19 +697,19 @@ class Journal:
         The resume blob survives only while the content (md5) and the chunk size are the same.
         """
         now = self._clock()
+        account, path = split_key(remote)
+        where = "account=? AND remote=? AND local_path=?"
 
         def w(conn: sqlite3.Connection) -> FileRecord:
             with _transaction(conn):
                 if digest is not None:  # a freshly computed md5 is cached in the same transaction
                     _store_digest(conn, local, digest)
-                row = conn.execute(
-                    "SELECT * FROM files WHERE local_path=? AND remote=?", (display(local.path), remote)
-                ).fetchone()
+                row = conn.execute(f"SELECT * FROM files WHERE {where}", (account, path, display(local.path))).fetchone()
                 if row is None:
                     conn.execute(
-                        "INSERT INTO files(job,local_path,remote,size,mtime_ns,inode,device,md5,chunk_size,state,"
-                        "transport,created_at,updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (job, display(local.path), remote, local.size, local.mtime_ns, local.inode, local.device,
+                        "INSERT INTO files(job,local_path,account,remote,size,mtime_ns,inode,device,md5,chunk_size,"
+                        "state,transport,created_at,updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (job, display(local.path), account, path, local.size, local.mtime_ns, local.inode, local.device,
                          md5, chunk_size, "sending", transport, now, now),
                     )
                 else:
@@ -612,9 +721,7 @@ class Journal:
                         (job, local.size, local.mtime_ns, local.inode, local.device, md5, chunk_size, transport,
                          row["resume"] if same else None, now, row["id"]),
                     )
-                row = conn.execute(
-                    "SELECT * FROM files WHERE local_path=? AND remote=?", (display(local.path), remote)
-                ).fetchone()
+                row = conn.execute(f"SELECT * FROM files WHERE {where}", (account, path, display(local.path))).fetchone()
             return _record(row)
 
         return await self._write(w)
@@ -665,15 +772,16 @@ class Journal:
         now = self._clock()
         await self._write_many(
             "UPDATE files SET state='queued',done_at=NULL,remote_mtime_ms=NULL,updated_at=?"
-            " WHERE local_path=? AND remote=? AND state='done'", [(now, local, remote) for local, remote in keys],
+            " WHERE account=? AND remote=? AND local_path=? AND state='done'",
+            [(now, *split_key(remote), local) for local, remote in keys],
         )
 
     async def adopt_remote_times(self, times: list[tuple[str, str, int]]) -> None:
         """(local path, remote, ms): the platform's time for done files confirmed before the journal
         kept one (a listing just showed them as sent), the baseline later listings are held to."""
         await self._write_many(
-            "UPDATE files SET remote_mtime_ms=? WHERE local_path=? AND remote=? AND state='done'"
-            " AND remote_mtime_ms IS NULL", [(ms, local, remote) for local, remote, ms in times],
+            "UPDATE files SET remote_mtime_ms=? WHERE account=? AND remote=? AND local_path=? AND state='done'"
+            " AND remote_mtime_ms IS NULL", [(ms, *split_key(remote), local) for local, remote, ms in times],
         )
 
     async def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
@@ -694,20 +802,21 @@ class Journal:
         or the hashing could not read. With `clear_under`, first drop both kinds recorded below
         that remote prefix (one walk of it found the current ones)."""
         now = self._clock()
+        where, params = _below(clear_under or "")
 
         def w(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
                 if clear_under is not None:
-                    conn.execute(
-                        "DELETE FROM files WHERE state='failed' AND transport IN (?,?) AND substr(remote,1,?)=?",
-                        (REFUSED, UNREADABLE, len(clear_under), clear_under),
-                    )
+                    conn.execute(f"DELETE FROM files WHERE {where} AND state='failed' AND transport IN (?,?)",
+                                 (*params, REFUSED, UNREADABLE))
                 conn.executemany(
-                    "INSERT INTO files(job,local_path,remote,size,state,last_error,transport,attempts,created_at,"
-                    "updated_at) VALUES(?,?,?,?,'failed',?,?,1,?,?) ON CONFLICT(local_path,remote) DO UPDATE"
+                    "INSERT INTO files(job,local_path,account,remote,size,state,last_error,transport,attempts,"
+                    "created_at,updated_at) VALUES(?,?,?,?,?,'failed',?,?,1,?,?)"
+                    " ON CONFLICT(account,remote,local_path) DO UPDATE"
                     " SET job=excluded.job,size=excluded.size,state='failed',last_error=excluded.last_error,"
                     "transport=excluded.transport,attempts=attempts+1,updated_at=excluded.updated_at",
-                    [(job, local, remote, size, reason, kind, now, now) for local, remote, size, reason in refused],
+                    [(job, local, *split_key(remote), size, reason, kind, now, now)
+                     for local, remote, size, reason in refused],
                 )
 
         await self._run(w)
@@ -717,13 +826,14 @@ class Journal:
 
         def w(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                conn.executemany("DELETE FROM files WHERE remote=?", [(r,) for r in remotes])
+                conn.executemany("DELETE FROM files WHERE account=? AND remote=?", [split_key(r) for r in remotes])
 
         await self._run(w)
 
     async def forget(self, local_path: str, remote: str) -> None:
         def w(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM files WHERE local_path=? AND remote=?", (local_path, remote))
+            conn.execute("DELETE FROM files WHERE account=? AND remote=? AND local_path=?",
+                         (*split_key(remote), local_path))
 
         await self._run(w)
 
@@ -758,15 +868,17 @@ class Journal:
 
     async def forget_remote(self, remote: str) -> None:
         def w(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM files WHERE remote=?", (remote,))
+            conn.execute("DELETE FROM files WHERE account=? AND remote=?", split_key(remote))
 
         await self._run(w)
 
     async def forget_under(self, remote_prefix: str) -> None:
         """Delete every file record whose remote starts with `remote_prefix` (a deleted remote folder)."""
 
+        where, params = _below(remote_prefix)
+
         def w(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM files WHERE substr(remote,1,?)=?", (len(remote_prefix), remote_prefix))
+            conn.execute(f"DELETE FROM files WHERE {where}", params)
 
         await self._run(w)
 
@@ -861,7 +973,7 @@ class JournalView:
     def summary(self) -> list[dict[str, Any]]:
         """Per (job, remote root): counts and bytes by state."""
         return self._query(lambda conn: [dict(r) for r in conn.execute(
-            "SELECT job, remote, state, size, bytes_sent, last_error, updated_at FROM files"
+            f"SELECT job, {_key_column(conn)} AS remote, state, size, bytes_sent, last_error, updated_at FROM files"
         )])
 
     def last_runs(self) -> list[dict[str, Any]]:
@@ -879,7 +991,7 @@ class JournalView:
 
     def failures(self, limit: int = 20) -> list[dict[str, Any]]:
         return self._query(lambda conn: [dict(r) for r in conn.execute(
-            "SELECT job, local_path, remote, last_error, attempts, updated_at FROM files"
+            f"SELECT job, local_path, {_key_column(conn)} AS remote, last_error, attempts, updated_at FROM files"
             " WHERE state='failed' ORDER BY updated_at DESC LIMIT ?",
             (limit,),
         )])
