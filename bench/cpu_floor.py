@@ -48,7 +48,7 @@ def _sync(platform: Path, state: Path, source: Path, remote: str, *flags: str) -
 
 def large(work: Path, platform: Path, size: int, runs: int) -> dict[str, float]:
     path = work / "big" / "big.bin"
-    if not path.exists():
+    if not path.exists() or path.stat().st_size != size:
         _random_file(path, size)
     run_measured([PYTHON, "-c", TWO_PASSES, str(path)]).check()  # warm the page cache
     floor, client, wall = [], [], []
