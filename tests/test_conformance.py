@@ -156,7 +156,11 @@ def test_resume_after_sigkill(rig: Rig, tmp_path: Path) -> None:
     else:
         again = [key for key in second if key in first]
         assert len(again) <= 4, again  # chunks_per_file: acknowledged by the platform, not yet by the journal
-        assert sum(first.values()) + sum(second.values()) - sum(second[k] for k in again) == size
+        # Every chunk was taken by one run or the other; the chunks taken by both are the ones in
+        # flight at the kill. (A chunk the second run sent twice, a retry after an answer that came
+        # too late on a loaded machine, counts once: it is one chunk, not a resent one.)
+        assert len(set(first) | set(second)) == -(-size // CS)
+        assert sum(first.values()) - sum(first[k] for k in again) + sum(second.values()) >= size
     if rig.kind == "direct":
         assert len({key[0] for key in (*first, *second)}) == 1  # one submitId: the same upload, resumed
 
