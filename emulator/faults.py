@@ -71,6 +71,9 @@ class Faults:
     #: lastModifyTime, datahub updateTime, SFTP stat mtimes): a platform clock ahead of the
     #: client's (+) or behind it (-). Times the platform stores are untouched.
     clock_offset: float = 0.0
+    #: getFolderInfo returns at most this many rows per page, whatever requestFileAccount asks
+    #: (0: no cap), as a platform that caps its pages would.
+    list_page_cap: int = 0
     _rng: random.Random = field(init=False, repr=False, compare=False)
     _consecutive: int = field(default=0, init=False, repr=False, compare=False)
 
@@ -153,7 +156,7 @@ def _check(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("token_lifetime must be a number of seconds or null")
         return float(value)
-    if name in ("retry_after", "max_consecutive_errors"):
+    if name in ("retry_after", "max_consecutive_errors", "list_page_cap"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be an integer >= 0")
         return value

@@ -214,7 +214,8 @@ async def get_folder_info(request: web.Request) -> web.Response:
         entries = await asyncio.to_thread(state.storage.list_folder, caller_space(user, public), folder)
     if name_filter:
         entries = [e for e in entries if name_filter in e.name]
-    page = entries[begin - 1 : begin - 1 + count]
+    cap = state.config.faults.list_page_cap
+    page = entries[begin - 1 : begin - 1 + (min(count, cap) if cap else count)]
     offset = state.config.faults.clock_offset
     return file_ok([_entry_json(folder, e, offset) for e in page])
 

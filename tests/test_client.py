@@ -111,6 +111,26 @@ async def test_listing_pages_and_folder_creation(emu: EmulatorThread) -> None:
     assert len(pages) >= 3
 
 
+@pytest.mark.parametrize("cap", [0, 100, 150])
+async def test_a_listing_asks_big_pages_and_survives_a_platform_that_caps_them(emu: EmulatorThread,
+                                                                                cap: int) -> None:
+    """Each getFolderInfo request lists the folder again on the platform: 1,000 rows a page make a
+    folder of 1,234 files 3 requests (1,000, 234, an empty one). A platform that caps the pages at
+    100 or 150 rows still gives every name (13 or 9 requests)."""
+    emu.config.faults.list_page_cap = cap
+    async with client_for(emu) as client:
+        for i in range(1234):
+            emu.private_path(f"big/f{i:04}.bin").parent.mkdir(parents=True, exist_ok=True)
+            emu.private_path(f"big/f{i:04}.bin").write_bytes(b"x" * (i % 7))
+        before = len(emu.log_entries())
+        entries = await client.list_folder(Space.PRIVATE, "big")
+        assert sorted(e.name for e in entries) == [f"f{i:04}.bin" for i in range(1234)]
+        assert {e.name: e.size for e in entries}["f0013.bin"] == 13 % 7
+        pages = [e for e in emu.log_entries()[before:] if e["path"].endswith("/getFolderInfo")]
+        assert len(pages) == {0: 3, 100: 13, 150: 9}[cap]
+        assert all(int(p["requestFileAccount"]) == 1000 for p in pages)
+
+
 async def test_emulator_refuses_traversal_and_nothing_is_written(emu: EmulatorThread) -> None:
     async with client_for(emu) as client:
         for parent, name in [("..", "x"), ("a/../..", "x"), ("", ".."), ("", "a\\b"), ("", "nul\x00")]:

@@ -27,7 +27,12 @@ from .readback import ByteSink
 
 log = logging.getLogger("hubsync.api")
 T = TypeVar("T")
-LIST_PAGE = 100
+# Rows asked per getFolderInfo page: the seed's example asks 100, and every request lists the
+# folder again on the platform's side, so a folder of 500 files was 6 requests and is now 2.
+LIST_PAGE = 1000
+# A page shorter than this is a folder's last. A longer short page may be a platform's cap on
+# requestFileAccount (below what was asked): one more request, empty at the end, settles it.
+LIST_PAGE_SURE = 100
 # mergeFile answers once the platform has joined and hashed the chunks: bounded by its disks.
 MERGE_RATE = 20 << 20
 
@@ -452,7 +457,7 @@ class PlatformClient:
                     mtime_ms=int(mtime) if isinstance(mtime, int | float) else None,
                 )
             # A platform reading requestBegin as a page number would repeat rows: stop then.
-            if len(rows) < LIST_PAGE or new == 0:
+            if len(rows) < LIST_PAGE_SURE or new == 0:
                 return list(entries.values())
             begin += len(rows)
 
