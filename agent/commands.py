@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from transfer.engine import Engine, RunSummary, SendItem
+from transfer.engine import FAILURES_KEPT, Batch, Engine, RunSummary, SendItem, each_batch
 from transfer.errors import ConfigError, TransferError, VersionNotFound
 from transfer.models import DatahubSpace
 from transfer.progress import Event, FanoutSink, ProgressSink
@@ -22,8 +23,9 @@ from .output import EXIT_FAILED, EXIT_OK, Output
 from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
 from .render import PlainLines, RichProgress, human_size
 from .runlog import recorded_run
-from .scanner import Excludes, ScanResult, scan
+from .scanner import Excludes
 from .service import Services, part_tag
+from .syncwalk import SyncWalk
 from .targets import Target, created_note, finish, resolve, summary_fields
 
 
@@ -72,34 +74,26 @@ DELETE_REFUSED = "--delete skipped: the source had unreadable or special entries
 LINK_SKIPPED = "symbolic link to a place outside SRC: not followed (--follow-symlinks follows it)"
 
 
-async def remote_extras(services: Services, target: Target, excludes: Excludes,
-                        scanned: ScanResult) -> tuple[list[str], int]:
-    """(files below the remote folder that the source does not have, how many files it holds)."""
-    local = {f.rel for f in scanned.files}
-    remote = await target.files(services, excludes)
-    return sorted(rel for rel in remote if rel not in local and not scanned.under_link(rel)), len(remote)
-
-
 async def _source_key(services: Services, target: Target, source: Path) -> str:
     """Where the journal keeps the source's file system for this remote."""
     real = await asyncio.to_thread(os.path.realpath, source)
     return f"{await services.namespace()}{target.prefix()} {real}"
 
 
-async def _delete_verdict(services: Services, target: Target, excludes: Excludes, scanned: ScanResult,
-                          source: Path, max_delete: int | None) -> tuple[str | None, list[str], int | None]:
-    """(why the delete pass deletes nothing, or None; what it deletes; the source's device now)."""
-    if scanned.problems:
+async def _delete_verdict(services: Services, target: Target, walk: SyncWalk, source: Path,
+                          max_delete: int | None) -> tuple[str | None, list[str], int | None]:
+    """(why the delete pass deletes nothing, or None; what it deletes; the source's device now),
+    once `walk` has been iterated (it compared each folder with the remote's)."""
+    if walk.problems:
         return DELETE_REFUSED, [], None
     key = await _source_key(services, target, source)
     reason, device = await asyncio.to_thread(source_refusal, source, await services.journal.source_device(key))
     if reason is not None:
         return f"delete pass refused: {reason}; nothing was deleted", [], device
-    extra, total = await remote_extras(services, target, excludes, scanned)
-    too_many = count_refusal(len(extra), total, max_delete)
+    too_many = count_refusal(len(walk.extra), walk.remote_files, max_delete)
     if too_many is not None:
         return f"delete pass refused: {too_many}", [], device
-    return None, extra, device
+    return None, sorted(walk.extra), device
 
 
 async def _record_source(services: Services, target: Target, source: Path, device: int | None) -> None:
@@ -123,29 +117,17 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
     if not await asyncio.to_thread(os.path.lexists, source):
         raise ConfigError(f"source does not exist: {source}")
     excludes = Excludes(list(args.exclude or []), part_tag=await part_tag(config))
-    # The walk runs in a thread while the run logs in and resolves the remote.
     follow = bool(getattr(args, "follow_symlinks", False))
-    scanning = asyncio.ensure_future(asyncio.to_thread(scan, source, excludes, follow_symlinks=follow))
     transport = args.transport or config.transfer.transport
     via = getattr(args, "via", None) or config.datahub.via
+    services = await Services.open(config, on_retry=out.retry)
     try:
-        services = await Services.open(config, on_retry=out.retry)
-    except BaseException:
-        scanning.cancel()
-        raise
-    try:
-        try:
-            if args.dry_run and isinstance(remote, DatahubRemote) and args.create_version:
-                # A dry run creates nothing: plan against the version if it exists, else everything is new.
-                target = await _dry_run_target(services, remote, args)
-            else:
-                target = await resolve(services, remote, create_version=args.create_version, parent=args.parent)
-            engine = await services.engine(transport, FanoutSink(), target.destinations(services, transport, via))
-        except BaseException:
-            scanning.cancel()
-            raise
-        scanned = await scanning
-        items, refused = target.items(scanned)
+        if args.dry_run and isinstance(remote, DatahubRemote) and args.create_version:
+            # A dry run creates nothing: plan against the version if it exists, else everything is new.
+            target = await _dry_run_target(services, remote, args)
+        else:
+            target = await resolve(services, remote, create_version=args.create_version, parent=args.parent)
+        engine = await services.engine(transport, FanoutSink(), target.destinations(services, transport, via))
         sinks: list[ProgressSink] = []
         if out.json:
             sinks.append(out.jsonl)
@@ -155,24 +137,36 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
                 out.jsonl.emit(Event("info", remote=str(target), message=created))
             elif not out.quiet:
                 out.warn(f"note    {created}")
-        for rel, problem in scanned.problems:
+        rich = plain = None
+        if not args.dry_run:
+            rich = RichProgress(verbose=out.verbose) if (not out.json and not out.quiet and sys.stderr.isatty()) else None
+            plain = PlainLines(quiet=out.quiet, verbose=out.verbose) if rich is None and not out.json else None
+        tallies = [s.tally for s in (rich, plain) if s is not None]
+        walk_failures: list[tuple[str, str]] = []
+
+        def on_problem(rel: str, problem: str) -> None:  # the walk's, one line each as found
             if out.json:
                 out.jsonl.emit(Event("failed", rel, str(target), message=problem))
             else:
                 out.warn(f"FAILED  {rel}: {problem}")
-        for link in scanned.links:  # once each; not a failure (its remote copy is kept)
+            if len(walk_failures) < FAILURES_KEPT:
+                walk_failures.append((rel, problem))
+            for tally in tallies:
+                tally.files_total += 1
+                tally.errors += 1
+
+        def on_link(link: str) -> None:  # once each; not a failure (its remote copy is kept)
             if out.json:
                 out.jsonl.emit(Event("info", display(link), message=LINK_SKIPPED))
             else:
                 out.warn(f"note    {display(link)}: {LINK_SKIPPED}")
+
+        new_version = isinstance(target.space, DatahubSpace) and target.space.version_id == "(new)"
+        walk = SyncWalk(services, target, source, excludes, follow_symlinks=follow,
+                        deletes=bool(args.delete) and not new_version, on_problem=on_problem, on_link=on_link)
         if args.dry_run:
-            return await _dry_run(services, engine, items, refused, target, excludes, scanned, args, out)
-        rich = RichProgress(verbose=out.verbose) if (not out.json and not out.quiet and sys.stderr.isatty()) else None
-        plain = PlainLines(quiet=out.quiet, verbose=out.verbose) if rich is None and not out.json else None
+            return await _dry_run(services, engine, walk, target, args, out)
         sinks += [s for s in (rich, plain) if s is not None]
-        for tally in [s.tally for s in (rich, plain) if s is not None]:
-            tally.files_total += len(scanned.problems)  # named above as FAILED
-            tally.errors += len(scanned.problems)
         engine.progress = FanoutSink(*sinks)
         # Not a terminal (a log, journalctl, CI): a stats line every --stats seconds, as rclone does.
         ticker = asyncio.ensure_future(_tick(services, plain, getattr(args, "stats", 30.0))) if plain else None
@@ -180,25 +174,19 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
             # The platform is the truth: unless --trust-journal, what the journal calls done is
             # checked against the remote's listings before it is skipped.
             verify = None if getattr(args, "trust_journal", False) else target.list_folder(services)
-            unreadable = target.unreadable(scanned.problems, source)  # journaled as failed: status counts them
             async with recorded_run(services.journal, target, await services.namespace()) as run:
                 with SyncLock(config.state_dir()):
-                    if rich is not None:
-                        with rich:
-                            summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused,
-                                                       verify=verify, unreadable=unreadable)
-                    else:
-                        summary = await engine.run(items, remote_prefix=target.prefix(), refused=refused,
-                                                   verify=verify, unreadable=unreadable)
-                run.ended(summary, len(scanned.problems))  # the walk's failures count as in the summary below
+                    with rich if rich is not None else contextlib.nullcontext():
+                        summary = await engine.run(walk.batches(), remote_prefix=target.prefix(), verify=verify)
+                run.ended(summary, walk.problems)  # the walk's failures count as in the summary below
         finally:
             if ticker is not None:
                 ticker.cancel()
         refusal = None
         if args.delete:
-            refusal = await _delete_extra(services, target, excludes, scanned, engine, summary,
-                                          source, getattr(args, "max_delete", None))
-        elif not scanned.problems:
+            refusal = await _delete_extra(services, target, walk, engine, summary, source,
+                                          getattr(args, "max_delete", None))
+        elif not walk.problems:
             # A good pass records the source's file system (a run without --delete is also how a
             # source moved to another disk on purpose is accepted).
             reason, device = await asyncio.to_thread(source_refusal, source, None)
@@ -210,10 +198,12 @@ async def cmd_sync(config: Config, out: Output, args: Any) -> int:
         await _remove_stale_parts(services, out)
     finally:
         await services.close()
-    for rel, problem in scanned.problems:
-        summary.files_total += 1  # a file the walk could not take is one of the source's files all the same
-        summary.files_failed += 1
-        summary.failures.append((rel, problem))
+    # A file the walk could not take is one of the source's files all the same.
+    summary.files_total += walk.problems
+    for rel, problem in walk_failures:
+        summary.fail(rel, problem)
+    summary.files_failed += walk.problems - len(walk_failures)
+    summary.failures_unlisted += walk.problems - len(walk_failures)
     _print_summary(out, summary, target, refusal)
     return EXIT_FAILED if summary.files_failed or refusal else EXIT_OK
 
@@ -245,13 +235,11 @@ async def _dry_run_target(services: Services, remote: DatahubRemote, args: Any) 
                       str(remote))
 
 
-async def _delete_extra(
-    services: Services, target: Target, excludes: Excludes, scanned: ScanResult, engine: Engine,
-    summary: RunSummary, source: Path, max_delete: int | None,
-) -> str | None:
+async def _delete_extra(services: Services, target: Target, walk: SyncWalk, engine: Engine, summary: RunSummary,
+                        source: Path, max_delete: int | None) -> str | None:
     """Delete what SRC no longer has, unless a guard refuses the pass; returns the refusal."""
     progress = engine.progress
-    refusal, extra, device = await _delete_verdict(services, target, excludes, scanned, source, max_delete)
+    refusal, extra, device = await _delete_verdict(services, target, walk, source, max_delete)
     if refusal is not None:
         progress.emit(Event("info", message=refusal))
         return None if refusal == DELETE_REFUSED else refusal  # unreadable entries already failed the run
@@ -261,8 +249,8 @@ async def _delete_extra(
         try:
             await target.delete(services, batch)
         except TransferError as exc:
-            summary.files_failed += len(batch)
-            summary.failures.extend((rel, f"delete failed: {exc}") for rel in batch)
+            for rel in batch:
+                summary.fail(rel, f"delete failed: {exc}")
             continue
         # Forgotten by the journal: not done any more, and sent again should SRC have it again.
         await engine.forget_many([target.key_of(rel) for rel in batch])
@@ -271,60 +259,72 @@ async def _delete_extra(
     return None
 
 
-async def _dry_run(services, engine, items, refused, target, excludes, scanned, args, out) -> int:
+async def _dry_run(services: Services, engine: Engine, walk: SyncWalk, target: Target, args: Any, out: Output) -> int:
+    """What the real run would do, folder by folder, the same listings asked; nothing recorded."""
     new_version = isinstance(target.space, DatahubSpace) and target.space.version_id == "(new)"
-    confirmed: dict[str, int | None] = {}
-    todo, unchanged = (items, []) if new_version else await engine.pending(items, target.prefix(), confirmed)
-    repairs: list[tuple[SendItem, str]] = []
-    if unchanged and not getattr(args, "trust_journal", False):
-        # The same listings as the real run: what it would send again is shown, nothing recorded.
-        repairs = await engine.drifted(unchanged, target.list_folder(services), confirmed, adopt=False)
-        again = {id(item) for item, _ in repairs}
-        unchanged = [item for item in unchanged if id(item) not in again]
+    trust = bool(getattr(args, "trust_journal", False))
+    if new_version and isinstance(target.space, DatahubSpace):
+        out.warn(f"note    version {target.space.version_name!r} does not exist yet: the real run creates it")
+    counts = {"total": 0, "sending": 0, "repairing": 0, "unchanged": 0, "refused": 0, "bytes": 0}
+
+    async def plan(batch: Batch) -> None:
+        items = batch.items
+        confirmed: dict[str, int | None] = {}
+        todo, unchanged = (items, []) if new_version else await engine.pending(items, target.prefix(), confirmed)
+        repairs: list[tuple[SendItem, str]] = []
+        if unchanged and not trust:
+            # The same listings as the real run: what it would send again is shown, nothing recorded.
+            repairs = await engine.drifted(unchanged, target.list_folder(services), confirmed, adopt=False)
+        for item in todo:
+            if out.json:
+                out.jsonl.print({"event": "would_send", "path": item.local.rel,
+                                 "remote": target.remote_of(item.local.rel), "size": item.local.size}, flush=False)
+            else:
+                print(f"would send   {item.local.rel} -> {target.remote_of(item.local.rel)} ({item.local.size} bytes)")
+        for item, reason in repairs:
+            if out.json:
+                out.jsonl.print({"event": "would_repair", "path": item.local.rel,
+                                 "remote": target.remote_of(item.local.rel), "size": item.local.size,
+                                 "reason": reason}, flush=False)
+            else:
+                print(f"would repair {item.local.rel} -> {target.remote_of(item.local.rel)} ({reason})")
+        for r in batch.refused:
+            if out.json:
+                out.jsonl.print({"event": "would_fail", "path": r.rel, "error": r.reason}, flush=False)
+            else:
+                print(f"would fail   {r.rel}: {r.reason}")
+        counts["total"] += len(items)
+        counts["sending"] += len(todo) + len(repairs)  # a repair is sent like any other file
+        counts["repairing"] += len(repairs)
+        counts["unchanged"] += len(unchanged) - len(repairs)
+        counts["refused"] += len(batch.refused)
+        counts["bytes"] += sum(i.local.size for i in todo) + sum(i.local.size for i, _ in repairs)
+
+    await each_batch(walk.batches(), plan)
+    sending, repairing, unchanged_count = counts["sending"], counts["repairing"], counts["unchanged"]
     deletes: list[str] = []
     refusal = None
     if args.delete and not new_version:
         # The same verdict as the real pass: a refusal is shown, and the dry run exits 1 as it would.
-        refusal, deletes, _ = await _delete_verdict(services, target, excludes, scanned, Path(args.source),
+        refusal, deletes, _ = await _delete_verdict(services, target, walk, Path(args.source),
                                                     getattr(args, "max_delete", None))
         if refusal is not None:
             out.warn(f"note    {refusal}")
             if refusal == DELETE_REFUSED:
                 refusal = None
-    if new_version:
-        out.warn(f"note    version {target.space.version_name!r} does not exist yet: the real run creates it")
-    for item in todo:
-        if out.json:
-            out.jsonl.print({"event": "would_send", "path": item.local.rel, "remote": target.remote_of(item.local.rel),
-                             "size": item.local.size})
-        else:
-            print(f"would send   {item.local.rel} -> {target.remote_of(item.local.rel)} ({item.local.size} bytes)")
-    for item, reason in repairs:
-        if out.json:
-            out.jsonl.print({"event": "would_repair", "path": item.local.rel, "remote": target.remote_of(item.local.rel),
-                             "size": item.local.size, "reason": reason})
-        else:
-            print(f"would repair {item.local.rel} -> {target.remote_of(item.local.rel)} ({reason})")
-    for r in refused:
-        if out.json:
-            out.jsonl.print({"event": "would_fail", "path": r.rel, "error": r.reason})
-        else:
-            print(f"would fail   {r.rel}: {r.reason}")
     for rel in deletes:
         where = target.remote_of(rel)
         if out.json:
-            out.jsonl.print({"event": "would_delete", "remote": where})
+            out.jsonl.print({"event": "would_delete", "remote": where}, flush=False)
         else:
             print(f"would delete {where}")
-    sending = todo + [item for item, _ in repairs]  # a repair is sent like any other file
-    summary = {"event": "summary", "dry_run": True, "files_total": len(items), "files_to_send": len(sending),
-               "files_to_repair": len(repairs), "files_unchanged": len(unchanged),
-               "bytes_to_send": sum(i.local.size for i in sending),
-               "files_to_delete": len(deletes), "files_refused": len(refused)}
+    summary = {"event": "summary", "dry_run": True, "files_total": counts["total"], "files_to_send": sending,
+               "files_to_repair": repairing, "files_unchanged": unchanged_count,
+               "bytes_to_send": counts["bytes"], "files_to_delete": len(deletes), "files_refused": counts["refused"]}
     if refusal is not None:
         summary["delete_refused"] = refusal
-    repairing = f" ({len(repairs)} repairs)" if repairs else ""
-    out.result(summary, f"dry run: {len(sending)} to send{repairing}, {len(unchanged)} unchanged,"
+    repairs_note = f" ({repairing} repairs)" if repairing else ""
+    out.result(summary, f"dry run: {sending} to send{repairs_note}, {unchanged_count} unchanged,"
                         f" {len(deletes)} to delete; nothing was sent")
     return EXIT_FAILED if refusal else EXIT_OK
 

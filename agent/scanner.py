@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import stat
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,34 +54,63 @@ class Excludes:
         return self.spec.match_file(rel + "/" if is_dir else rel)
 
 
+@dataclass
+class Folder:
+    """One folder of a walk: its regular files (by name) and what in it could not be taken."""
+
+    rel: str  # "" for the source itself
+    files: list[LocalFile] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (display(rel), reason)
+    directories: list[str] = field(default_factory=list)  # its subfolders that are walked too
+    links: list[str] = field(default_factory=list)  # see ScanResult.links
+
+
 def scan(source: Path, excludes: Excludes, *, follow_symlinks: bool = False, root: Path | None = None) -> ScanResult:
-    """Walk `source` (a folder or a single file). Blocking: call it in a thread.
+    """Walk `source` (a folder or a single file) whole. Blocking: call it in a thread.
+
+    A tree of millions of files is better walked with `walk` (or `folders`), a folder at a time.
+    """
+    result = ScanResult()
+    for folder in walk(source, excludes, follow_symlinks=follow_symlinks, root=root):
+        result.files += folder.files
+        result.problems += folder.problems
+        result.directories += folder.directories
+        result.links += folder.links
+    result.files.sort(key=lambda f: f.rel)
+    return result
+
+
+def walk(source: Path, excludes: Excludes, *, follow_symlinks: bool = False,
+         root: Path | None = None) -> Iterator[Folder]:
+    """Walk `source` (a folder or a single file), a folder at a time. Blocking: iterate it in a thread.
 
     A symbolic link that leads outside `root` (default: `source`) is not followed unless
     `follow_symlinks`: it goes to `links` (reported, not sent, not deleted remotely). Links
-    inside the tree are followed, each folder at most once (a loop is a problem).
+    inside the tree are followed, each folder at most once (a loop is a problem). What is held
+    between two folders is the folders still to walk, never the files already walked.
     """
-    result = ScanResult()
     inside = os.path.realpath(root or source)
     try:
         st = os.stat(source)
     except OSError as exc:
-        result.problems.append((display(str(source)), f"cannot read source: {exc.strerror}"))
-        return result
+        yield Folder("", problems=[(display(str(source)), f"cannot read source: {exc.strerror}")])
+        return
     if stat.S_ISREG(st.st_mode):
-        result.files.append(_local(os.fspath(source), source.name, st))
-        return result
+        yield Folder("", files=[_local(os.fspath(source), source.name, st)])
+        return
     if not stat.S_ISDIR(st.st_mode):
-        result.problems.append((display(str(source)), "source is not a regular file or a folder"))
-        return result
+        yield Folder("", problems=[(display(str(source)), "source is not a regular file or a folder")])
+        return
     visited = {(st.st_dev, st.st_ino)}
     stack: list[tuple[Path, str]] = [(source, "")]
     while stack:
         folder, prefix = stack.pop()
+        result = Folder(prefix)
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
             result.problems.append((display(prefix or "."), f"unreadable folder: {exc.strerror}"))
+            yield result
             continue
         for entry in entries:
             rel = f"{prefix}/{entry.name}" if prefix else entry.name
@@ -109,8 +142,45 @@ def scan(source: Path, excludes: Excludes, *, follow_symlinks: bool = False, roo
                     result.files.append(_local(entry.path, rel, est))
             elif not excludes.excluded(rel):
                 result.problems.append((display(rel), "special file (device, socket or pipe); skipped"))
-    result.files.sort(key=lambda f: f.rel)
-    return result
+        del entries
+        yield result
+
+
+async def folders(source: Path, excludes: Excludes, *, follow_symlinks: bool = False,
+                  ahead: int = 4) -> AsyncIterator[Folder]:
+    """`walk` in its own thread, at most `ahead` folders ahead of the consumer (back-pressure):
+    the walk waits while the folders it found are not taken. Leaving early stops the walk."""
+    loop = asyncio.get_running_loop()
+    found: asyncio.Queue[Folder | Exception | None] = asyncio.Queue()
+    slots = threading.Semaphore(ahead)
+    stop = threading.Event()
+
+    def post(item: Folder | Exception | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
+            loop.call_soon_threadsafe(found.put_nowait, item)
+
+    def produce() -> None:
+        try:
+            for folder in walk(source, excludes, follow_symlinks=follow_symlinks):
+                while not slots.acquire(timeout=0.25):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                post(folder)
+            post(None)
+        except Exception as exc:  # noqa: BLE001 - whatever ends the walk is raised by the consumer
+            post(exc)
+
+    threading.Thread(target=produce, name="hubsync-walk", daemon=True).start()
+    try:
+        while (item := await found.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
+            slots.release()
+            yield item
+    finally:
+        stop.set()
 
 
 def _within(path: str, folder: str) -> bool:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
@@ -29,6 +29,9 @@ T = TypeVar("T")
 # Lists one remote folder (all pages): how the engine checks the platform before skipping a file.
 ListFolder = Callable[[Space | DatahubSpace, str], Awaitable[list[RemoteEntry]]]
 LIST_CONCURRENCY = 8
+#: Batches planned at once (each its journal lookup and its folder's listing): a walk of small
+#: folders keeps LIST_CONCURRENCY listings in flight as one listing of the whole tree did.
+PLANNERS = LIST_CONCURRENCY
 #: Files at least this large report their hashing (`hashing` events): it takes a noticeable while
 #: (md5 reads about 0.5 GiB/s), and until it ends nothing is sent.
 HASH_EVENTS_FROM = 16 << 20
@@ -36,6 +39,17 @@ HASH_EVENT_STEP = 4 << 20  # bytes hashed between two `hashing` events of one fi
 # A file's progress events: one per this many bytes sent (at most a chunk) or this many seconds.
 PROGRESS_STEP = 1 << 20
 PROGRESS_SECONDS = 0.5
+#: Files planned to be sent but not yet hashed: the walk and the planning wait beyond this
+#: (back-pressure), so a first sync of a million files never holds a million items.
+PLANNED_AHEAD = 256
+#: Failures a summary names (the first ones); beyond, it only counts them. Each was named once
+#: as it happened (its failed event), so a run with a million failures stays small.
+FAILURES_KEPT = 10_000
+# A digest cache entry: the stat key it was computed for, and the digest.
+CachedDigests = dict[str, tuple[tuple[int, int, int, int], "Digest"]]
+# What a round consumes: a coroutine that puts each file to send (and its batch's cached digests).
+Put = Callable[["SendItem", CachedDigests], Awaitable[None]]
+Feed = Callable[[Put], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,16 @@ class Unreadable:
 
 
 @dataclass
+class Batch:
+    """A bounded part of a walk (one folder's files, or part of a large folder): what to send,
+    what cannot go for its name, what the walk could not read. Engine.run consumes a stream of them."""
+
+    items: list[SendItem] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+
+@dataclass
 class RunSummary:
     """What one run did; the CLI prints it (product.md names the keys)."""
 
@@ -99,7 +123,16 @@ class RunSummary:
     files_repaired: int = 0  # recorded done, but missing or different on the remote: sent again
     repairing: set[str] = field(default_factory=set)  # remotes of the files being repaired
     transports: set[str] = field(default_factory=set)
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # the first FAILURES_KEPT, (path, error)
+    failures_unlisted: int = 0  # failed beyond those
+
+    def fail(self, path: str, error: str) -> None:
+        """Count one failed file; name it while fewer than FAILURES_KEPT are named."""
+        self.files_failed += 1
+        if len(self.failures) < FAILURES_KEPT:
+            self.failures.append((path, error))
+        else:
+            self.failures_unlisted += 1
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -114,6 +147,7 @@ class RunSummary:
             "files_repaired": self.files_repaired,
             "transports": sorted(self.transports),
             "failures": [{"path": p, "error": e} for p, e in self.failures],
+            **({"failures_unlisted": self.failures_unlisted} if self.failures_unlisted else {}),
         }
 
 
@@ -189,7 +223,8 @@ class Engine:
         `confirmed`, when given, receives the platform's time for each unchanged file when it was
         confirmed (by remote; None where it showed none).
         """
-        rows = await self.journal.plan_rows(self.namespace + remote_prefix)
+        # Only these files' records (index lookups): the cost is the batch's, not the journal's.
+        rows = await self.journal.plan_rows_of([self._key(item) for item in items])
         send: list[SendItem] = []
         unchanged: list[SendItem] = []
         merged: list[_Sent] = []
@@ -296,29 +331,77 @@ class Engine:
             self.progress.emit(Event("failed", r.rel, r.shown or r.remote, message=r.reason))
             log.debug("refused %s: %s", r.rel, r.reason)  # the failed event reports it
 
-    async def run(self, items: list[SendItem], *, job: str = "", remote_prefix: str = "",
+    async def run(self, items: list[SendItem] | AsyncIterable[Batch], *, job: str = "", remote_prefix: str = "",
                   refused: list[Refused] | None = None, scope: RunScope | None = None,
                   verify: ListFolder | None = None, unreadable: list[Unreadable] | None = None) -> RunSummary:
         """Send every item that is not already done; confirm what was sent; return the summary.
 
-        `refused`, when given, are the files of a whole walk of `remote_prefix` whose names cannot
-        go: journaled (replacing earlier refusals there) and counted as failed. What the
-        destinations learn during the run lives in `scope` (a new one by default): a daemon that
-        keeps this engine for weeks starts every batch afresh. With `verify`, the files the
-        journal records as done are checked against the remote's listings first, and those it no
-        longer holds as sent are sent again (counted in `files_repaired`).
+        `items` is a list, or a stream of batches (a walk, folder by folder) consumed with
+        back-pressure: each batch is planned (its journal records, its remote listings) when the
+        files planned before it are nearly all hashed, so memory is bounded by a batch and
+        PLANNED_AHEAD, not by the tree. The summary keeps counters (and the first failures).
+
+        `refused`, when given with a list, are the files of a whole walk of `remote_prefix` whose
+        names cannot go: journaled (replacing earlier refusals there) and counted as failed. A
+        stream is a whole walk of `remote_prefix`: earlier refusals there are replaced by its
+        batches' own. What the destinations learn during the run lives in `scope` (a new one by
+        default): a daemon that keeps this engine for weeks starts every batch afresh. With
+        `verify`, the files the journal records as done are checked against the remote's listings
+        first, and those it no longer holds as sent are sent again (counted in `files_repaired`).
         """
         scope = scope or RunScope()
         started = self.clock.now()
-        summary = RunSummary(files_total=len(items) + len(refused or []),
-                             bytes_total=sum(i.local.size for i in items))
-        if refused is not None:
-            await self.refuse(refused, job=job, clear_under=remote_prefix, unreadable=unreadable)
-        refused = refused or []
-        summary.files_failed += len(refused)
-        summary.failures.extend((r.rel, r.reason) for r in refused)
+        summary = RunSummary()
+        if isinstance(items, list):
+            walked = refused is not None
+            batches: AsyncIterable[Batch] = _one(Batch(items, refused or [], unreadable or []))
+        else:
+            walked, batches = True, items
+        if walked:
+            await self.journal.record_refused([], job=job, clear_under=self.namespace + remote_prefix)
+
+        async def walk(put: Put) -> None:
+            async def plan(batch: Batch) -> None:
+                if self.draining:
+                    return
+                todo = await self._plan_batch(batch, job, summary, scope, verify)
+                if todo:
+                    # One query finds the batch's cached digests (instead of one per file).
+                    cache = await self.journal.cached_digests([display(item.local.path) for item in todo])
+                    for item in todo:
+                        await put(item, cache)
+
+            await each_batch(batches, plan)
+
+        feed: Feed = walk
+        for round_ in range(self.change_retries + 1):
+            changed = await self._round(feed, job, summary, scope, final=round_ == self.change_retries)
+            if not changed:
+                break
+            again: list[SendItem] = []
+            for item in changed:
+                self.progress.emit(Event("info", item.local.rel, item.label,
+                                         message="changed after it was sent; sending again once stable"))
+                local = await self._guarded(item, summary, self._wait_stable(item.local), job)
+                if local is not None:
+                    again.append(SendItem(local, item.target))
+            feed = _feed_list(self.journal, again)
+        summary.seconds = self.clock.now() - started
+        return summary
+
+    async def _plan_batch(self, batch: Batch, job: str, summary: RunSummary, scope: RunScope,
+                          verify: ListFolder | None) -> list[SendItem]:
+        """Count a batch, record its refusals, and plan it: the files to send (repairs and files a
+        crashed run merged but that the platform does not show included); the rest is skipped."""
+        items = batch.items
+        summary.files_total += len(items) + len(batch.refused)
+        summary.bytes_total += sum(i.local.size for i in items)
+        if batch.refused or batch.unreadable:
+            await self.refuse(batch.refused, job=job, unreadable=batch.unreadable)
+        for r in batch.refused:
+            summary.fail(r.rel, r.reason)
         confirmed: dict[str, int | None] = {}
-        todo, unchanged, merged = await self._plan(items, remote_prefix, confirmed)
+        todo, unchanged, merged = await self._plan(items, "", confirmed)
         if verify is not None and unchanged:
             repairs = await self.drifted(unchanged, verify, confirmed)
             if repairs:
@@ -326,8 +409,8 @@ class Engine:
                 unchanged = [item for item in unchanged if id(item) not in again]
                 for item, reason in repairs:
                     self.progress.emit(Event("info", item.local.rel, item.label, message=f"{reason}: sending again"))
+                    summary.repairing.add(item.remote)
                 todo += [item for item, _ in repairs]
-                summary.repairing = {item.remote for item, _ in repairs}
         if merged:
             # Files a crashed run merged but never confirmed need a listing, not another upload;
             # those the platform does not show are sent normally.
@@ -337,46 +420,40 @@ class Engine:
             self.progress.emit(Event("skipped", item.local.rel, item.label, size=item.local.size))
         for item in todo:
             self.progress.emit(Event("queued", item.local.rel, item.label, size=item.local.size))
-
-        for round_ in range(self.change_retries + 1):
-            changed = await self._round(todo, job, summary, scope, final=round_ == self.change_retries)
-            if not changed:
-                break
-            todo = []
-            for item in changed:
-                self.progress.emit(Event("info", item.local.rel, item.label,
-                                         message="changed after it was sent; sending again once stable"))
-                local = await self._guarded(item, summary, self._wait_stable(item.local), job)
-                if local is not None:
-                    todo.append(SendItem(local, item.target))
-        summary.seconds = self.clock.now() - started
-        return summary
+        return todo
 
     async def _round(
-        self, todo: list[SendItem], job: str, summary: RunSummary, scope: RunScope, *, final: bool
+        self, feed: Feed, job: str, summary: RunSummary, scope: RunScope, *, final: bool
     ) -> list[SendItem]:
-        """One pass over `todo`; returns the items that changed after they were sent.
+        """One pass over what `feed` puts; returns the items that changed after they were sent.
 
-        Sent files are confirmed while the others are still being sent, in batches of what has
-        accumulated (at most `confirm_batch`): memory stays bounded by the batch, files show as
-        done as they land, and a crash late in a long run leaves little to re-confirm.
+        `feed` runs beside the hashing and sending and waits while PLANNED_AHEAD files are planned
+        but not hashed. Sent files are confirmed while the others are still being sent, in batches
+        of what has accumulated (at most `confirm_batch`): memory stays bounded by the batch, files
+        show as done as they land, and a crash late in a long run leaves little to re-confirm.
         """
+        planned: asyncio.Queue[tuple[SendItem, CachedDigests] | None] = asyncio.Queue(maxsize=PLANNED_AHEAD)
         ready: asyncio.Queue[tuple[SendItem, Digest] | None] = asyncio.Queue(maxsize=self.transfers)
         sent: asyncio.Queue[_Sent | None] = asyncio.Queue()
         changed: list[SendItem] = []
-        source = iter(todo)
-
-        # One query finds every cached digest of the round (instead of one per file).
-        cache = await self.journal.cached_digests([display(item.local.path) for item in todo])
 
         preparing = self.hash_workers
         transferring = self.transfers
 
+        async def put(item: SendItem, cache: CachedDigests) -> None:
+            await planned.put((item, cache))
+
+        async def planner() -> None:
+            await feed(put)  # what it raises ends the round (_all_or_none): no end marks then
+            for _ in range(self.hash_workers):  # every preparer hears that nothing more comes
+                await planned.put(None)
+
         async def prepare() -> None:
             nonlocal preparing
-            for item in source:  # one shared iterator: each item is prepared once
+            while (entry := await planned.get()) is not None:
                 if self.draining:
-                    break
+                    continue  # taken, never prepared: the planner must not wait on a full queue
+                item, cache = entry
                 digest = await self._guarded(item, summary, self._digest(item.local, summary, cache, item.label), job)
                 if digest is not None:
                     await ready.put((item, digest))
@@ -432,7 +509,7 @@ class Engine:
 
         # What escapes a task (a journal that cannot be written, a refused login, a bug) ends the
         # round at once: the other tasks are cancelled, none is left waiting on a queue.
-        await _all_or_none([*(prepare() for _ in range(self.hash_workers)),
+        await _all_or_none([planner(), *(prepare() for _ in range(self.hash_workers)),
                             *(transfer() for _ in range(self.transfers)), confirmer()])
         return changed
 
@@ -450,8 +527,8 @@ class Engine:
             raise  # no file can succeed without credentials: stop the run (exit 3), journal intact
         except (TransferError, OSError) as exc:
             message = _describe(exc)
-            summary.files_failed += 1
-            summary.failures.append((item.local.rel, message))
+            summary.fail(item.local.rel, message)
+            summary.repairing.discard(item.remote)
             record = await self.journal.get(display(item.local.path), self._key(item))
             if record is not None:
                 await self.journal.update(record.id, state="failed", last_error=message)
@@ -463,8 +540,7 @@ class Engine:
             return None
 
     async def _digest(
-        self, local: LocalFile, summary: RunSummary,
-        cache: dict[str, tuple[tuple[int, int, int, int], Digest]] | None = None, remote: str = "",
+        self, local: LocalFile, summary: RunSummary, cache: CachedDigests | None = None, remote: str = "",
     ) -> Digest:
         """The md5, from the journal's cache when stat and fingerprint are unchanged.
 
@@ -651,18 +727,52 @@ class Engine:
                     times[entry.record.id] = results[i].mtime_ms if results is not None else None
                 else:
                     await self.journal.update(entry.record.id, state="failed", last_error=problem)
-                    summary.files_failed += 1
-                    summary.failures.append((entry.item.local.rel, problem))
+                    summary.fail(entry.item.local.rel, problem)
+                    summary.repairing.discard(entry.item.remote)
                     self.progress.emit(Event("failed", entry.item.local.rel, entry.item.label, message=problem))
             await self.journal.mark_done([(e.record.id, times[e.record.id]) for e in confirmed])
             for entry in confirmed:
                 summary.files_sent += 1
                 if entry.item.remote in summary.repairing:
+                    summary.repairing.discard(entry.item.remote)
                     summary.files_repaired += 1
                 self.progress.emit(Event("done", entry.item.local.rel, entry.item.label,
                                          size=entry.item.local.size, transport=destination.transport,
                                          instant=entry.instant))
         return changed
+
+
+async def each_batch(batches: AsyncIterable[Batch], fn: Callable[[Batch], Awaitable[None]],
+                     workers: int = PLANNERS) -> None:
+    """`fn` on every batch of the stream, `workers` at a time (taken in order, each when a worker is
+    free: at most `workers` batches are held). The first to raise ends them all, as it is."""
+    source = aiter(batches)
+    taking = asyncio.Lock()  # an async generator serves one __anext__ at a time
+
+    async def worker() -> None:
+        while True:
+            async with taking:
+                batch = await anext(source, None)
+            if batch is None:
+                return
+            await fn(batch)
+
+    await _all_or_none([worker() for _ in range(workers)])
+
+
+async def _one(batch: Batch) -> AsyncIterator[Batch]:
+    yield batch
+
+
+def _feed_list(journal: Journal, items: list[SendItem]) -> Feed:
+    """A round's feed of a list (files sent again after they changed), with their cached digests."""
+
+    async def feed(put: Put) -> None:
+        cache = await journal.cached_digests([display(item.local.path) for item in items]) if items else {}
+        for item in items:
+            await put(item, cache)
+
+    return feed
 
 
 async def _all_or_none(coros: list[Coroutine[Any, Any, None]]) -> None:
