@@ -81,16 +81,17 @@ async def _source_key(services: Services, target: Target, source: Path) -> str:
 
 
 async def _delete_verdict(services: Services, target: Target, walk: SyncWalk, source: Path,
-                          max_delete: int | None) -> tuple[str | None, list[str], int | None]:
+                          max_delete: int | None, failed: int = 0) -> tuple[str | None, list[str], int | None]:
     """(why the delete pass deletes nothing, or None; what it deletes; the source's device now),
-    once `walk` has been iterated (it compared each folder with the remote's)."""
+    once `walk` has been iterated (it compared each folder with the remote's); `failed` files of
+    the sync did not reach the remote."""
     if walk.problems:
         return DELETE_REFUSED, [], None
     key = await _source_key(services, target, source)
     reason, device = await asyncio.to_thread(source_refusal, source, await services.journal.source_device(key))
     if reason is not None:
         return f"delete pass refused: {reason}; nothing was deleted", [], device
-    too_many = count_refusal(len(walk.extra), walk.remote_files, max_delete)
+    too_many = count_refusal(len(walk.extra), walk.remote_after(failed), max_delete)
     if too_many is not None:
         return f"delete pass refused: {too_many}", [], device
     return None, sorted(walk.extra), device
@@ -239,7 +240,7 @@ async def _delete_extra(services: Services, target: Target, walk: SyncWalk, engi
                         source: Path, max_delete: int | None) -> str | None:
     """Delete what SRC no longer has, unless a guard refuses the pass; returns the refusal."""
     progress = engine.progress
-    refusal, extra, device = await _delete_verdict(services, target, walk, source, max_delete)
+    refusal, extra, device = await _delete_verdict(services, target, walk, source, max_delete, summary.files_failed)
     if refusal is not None:
         progress.emit(Event("info", message=refusal))
         return None if refusal == DELETE_REFUSED else refusal  # unreadable entries already failed the run

@@ -35,9 +35,14 @@ class SyncWalk:
         self.problems = 0  # entries the walk could not take (each reported once, by on_problem)
         self.extra: list[str] = []  # with `deletes`: remote files below the target that SRC lacks
         self.remote_files = 0  # with `deletes`: the files the remote holds below the target
+        # With `deletes`: files of SRC the listings did not show, which the sync adds to the remote.
+        # The half rule judges a delete against the remote as the sync leaves it (see remote_after).
+        self.added = 0
         # Local folders whose parent's listing showed them on the remote too (they alone are
         # listed); each is dropped once compared, so this holds at most the folders pending.
         self._on_remote: set[str] = {""}
+        # The file names of the folder being compared, until its files are counted (one folder's).
+        self._listed: dict[str, set[str]] = {}
 
     async def batches(self) -> AsyncIterator[Batch]:
         async for folder in folders(self.source, self.excludes, follow_symlinks=self.follow_symlinks):
@@ -49,13 +54,28 @@ class SyncWalk:
             if self.deletes and not self.problems:  # after a problem the delete pass is refused anyway
                 await self._compare(folder)
             items, refused = self.target.items(folder.files)
+            if self.deletes and not self.problems:
+                self._count_added(folder, items)
             yield Batch(items, refused, self.target.unreadable(folder.problems, self.source))
+
+    def remote_after(self, failed: int) -> int:
+        """A lower bound of the files the remote holds below the target once the sync has run
+        (`failed` of its files failed; any of them may have been one the remote lacked)."""
+        return self.remote_files + max(0, self.added - failed)
+
+    def _count_added(self, folder: Folder, items: list) -> None:
+        if folder.rel not in self._listed:
+            self.added += len(items)  # a folder the remote lacks: every file it sends is new there
+        else:
+            seen = self._listed.pop(folder.rel)
+            self.added += sum(1 for item in items if item.local.rel not in seen)
 
     async def _compare(self, folder: Folder) -> None:
         """The remote files of this folder (and of remote folders it lacks, whole) that it does not have."""
         if folder.rel not in self._on_remote:
             return  # not on the remote: nothing there to delete
         self._on_remote.discard(folder.rel)
+        seen = self._listed[folder.rel] = set()
         files = {f.rel for f in folder.files}
         walked, links = set(folder.directories), set(folder.links)  # a link's remote copy is kept
         target = self.target
@@ -73,5 +93,6 @@ class SyncWalk:
                     self.extra += sorted(below)
             else:
                 self.remote_files += 1
+                seen.add(child)
                 if child not in files and child not in links:
                     self.extra.append(child)
