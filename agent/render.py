@@ -28,7 +28,7 @@ from transfer.pacer import RetryNote
 from transfer.progress import Event
 from transfer.remotepath import display, display_values
 
-_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(Event) if f.name != "kind")
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(Event) if f.name not in ("kind", "files"))
 
 
 def human_size(n: float) -> str:
@@ -98,10 +98,10 @@ class Tally:
     def emit(self, event: Event) -> None:
         kind = event.kind
         if kind in ("queued", "skipped"):
-            self.files_total += 1
+            self.files_total += event.files
             self.bytes_total += event.size
             if kind == "skipped":
-                self.files_done += 1
+                self.files_done += event.files
                 self.bytes_done += event.size
                 self.bytes_skipped += event.size
         elif kind == "progress":
@@ -177,6 +177,10 @@ class PlainLines:
         self.verbose = verbose
         self.tally = Tally()
 
+    @property
+    def each_skipped(self) -> bool:  # -v prints a line per unchanged file; otherwise it counts them
+        return bool(self.verbose) and not self.quiet
+
     def stats(self) -> None:
         """The periodic one-line summary (--stats SECONDS) of a run whose output is not a terminal."""
         if not self.quiet:
@@ -223,6 +227,7 @@ class RichProgress:
     def __init__(self, console: Console | None = None, verbose: int = 0) -> None:
         self.console = console or Console(stderr=True)
         self.verbose = verbose  # -v: each file sent or skipped gets its line above the bars too
+        self.each_skipped = bool(verbose)  # otherwise unchanged files come as one event per batch
         self.progress = Progress(
             TextColumn("{task.description}", justify="left"),
             BarColumn(bar_width=None),

@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pathspec
-
 from transfer.models import LocalFile
 from transfer.remotepath import display, is_part_name
 
@@ -43,13 +41,17 @@ class Excludes:
 
     def __init__(self, patterns: list[str], part_tag: str | None = None) -> None:
         self.patterns = list(patterns)
-        self.spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
+        self.spec = None
+        if self.patterns:  # imported only when used: pathspec is a tenth of a no-op's start-up
+            import pathspec
+
+            self.spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
         self.part_tag = part_tag
 
     def excluded(self, rel: str, is_dir: bool = False) -> bool:
         if self.part_tag is not None and not is_dir and is_part_name(rel.rsplit("/", 1)[-1], self.part_tag):
             return True
-        if not self.patterns:
+        if self.spec is None:
             return False
         return self.spec.match_file(rel + "/" if is_dir else rel)
 

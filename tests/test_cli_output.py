@@ -278,3 +278,33 @@ def test_demo_with_json_prints_json_lines_only(tmp_path: Path) -> None:
     assert 0 < final["bytes_sent_to_finish"] < final["big_file_bytes"]  # resumed, not sent again
     for expected in ("step", "login", "killed", "progress", "done", "resumed", "entry", "ls", "status"):
         assert expected in events, expected
+
+
+# -- unchanged files: counted in batches, named only where shown ----------------------------------
+def test_unchanged_files_are_named_by_json_and_v_and_only_counted_otherwise(emu, tmp_path: Path) -> None:
+    """A sink that only counts gets one `skipped` event per batch (a no-op of a million files is
+    not a million events through the terminal's bars); --json and -v still name every file."""
+    from agent.render import PlainLines
+    from transfer.progress import Event, FanoutSink, each_skipped
+
+    src = tmp_path / "src"
+    for folder in ("a", "b"):
+        for i in range(30):
+            (src / folder).mkdir(parents=True, exist_ok=True)
+            (src / folder / f"{i}.txt").write_text(f"{folder}{i}")
+    env = user_env(emu, tmp_path)
+    assert run_cli(["sync", str(src), "private:/u"], env).returncode == 0
+    as_json = run_cli(["--json", "sync", str(src), "private:/u"], env)
+    skipped = sorted(e["path"] for e in json_lines(as_json.stdout) if e["event"] == "skipped")
+    assert skipped == sorted(f"{f}/{i}.txt" for f in ("a", "b") for i in range(30))
+    assert all("files" not in e for e in json_lines(as_json.stdout))  # not a field of the JSON events
+    plain = run_cli(["sync", str(src), "private:/u"], env)
+    assert "0 sent, 60 unchanged, 0 failed of 60 files" in plain.stdout, plain.stdout
+    verbose = run_cli(["-v", "sync", str(src), "private:/u"], env)
+    assert verbose.stdout.count("(unchanged since the journal recorded it done)") == 60, verbose.stdout
+    # The counting: a batch event counts its files in the stats line like single ones.
+    quiet, shown = PlainLines(quiet=True), PlainLines(verbose=1)
+    assert not each_skipped(FanoutSink(quiet)) and each_skipped(FanoutSink(quiet, shown))
+    quiet.emit(Event("skipped", size=300, files=30))
+    quiet.emit(Event("skipped", "x", "private:/u/x", size=5))
+    assert (quiet.tally.files_total, quiet.tally.files_done, quiet.tally.bytes_done) == (31, 31, 305)

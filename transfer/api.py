@@ -210,6 +210,13 @@ def _ssl_context(url: str, ca_bundle: str) -> ssl.SSLContext | bool:
     return context
 
 
+def _entry_size(size_bytes: object, size_text: object) -> int:
+    """A listing row's size when fileSizeBytes is not an int: a digit string, else fileSize ('4.00KB')."""
+    if isinstance(size_bytes, int | float | str) and str(size_bytes).isdigit():
+        return int(size_bytes)
+    return _parse_size(str(size_text))
+
+
 def _truthy(value: object) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes")
@@ -438,24 +445,25 @@ class PlatformClient:
                 rows = rows.get("list") or rows.get("rows") or rows.get("records") or []
             rows = rows or []
             new = 0
+            # The folder is canonical and each name one component (a name with a '/' or '..' is
+            # never matched by a local file: transfer.remotepath), so the path is a plain join.
+            base = remotepath.join(folder)
+            base = f"{base}/" if base else ""
             for row in rows:
-                if not isinstance(row, dict) or not row.get("fileName"):
+                if type(row) is not dict or not (name := row.get("fileName")):
                     continue
-                name = str(row["fileName"])
+                name = str(name)
                 if name in entries:
                     continue
                 new += 1
-                size_bytes = row.get("fileSizeBytes")
-                size = int(size_bytes) if isinstance(size_bytes, int | float | str) and str(size_bytes).isdigit() else _parse_size(str(row.get("fileSize", "0")))
-                is_dir = _truthy(row.get("isDirectory", row.get("isDirection", "0")))
+                flag = row.get("isDirectory", row.get("isDirection", "0"))
+                is_dir = flag == "1" if type(flag) is str and len(flag) == 1 else _truthy(flag)
+                size = row.get("fileSizeBytes")
+                if type(size) is not int or size < 0:  # the documented int, or whatever else a platform sends
+                    size = _entry_size(size, row.get("fileSize", "0"))
                 mtime = row.get("lastModifyTime")
-                entries[name] = RemoteEntry(
-                    name=name,
-                    path=remotepath.join(folder, name),
-                    is_dir=is_dir,
-                    size=0 if is_dir else size,
-                    mtime_ms=int(mtime) if isinstance(mtime, int | float) else None,
-                )
+                entries[name] = RemoteEntry(name, base + name, is_dir, 0 if is_dir else size,
+                                            int(mtime) if isinstance(mtime, int | float) else None)
             # A platform reading requestBegin as a page number would repeat rows: stop then.
             if len(rows) < LIST_PAGE_SURE or new == 0:
                 return list(entries.values())

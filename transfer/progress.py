@@ -23,6 +23,10 @@ class Event:
     transport: str = ""
     message: str = ""
     instant: bool = False  # done: the platform held the content (no byte sent)
+    # skipped: how many files the event stands for. A sink that does not set `each_skipped`
+    # (it only counts) gets one event per batch of unchanged files, with their total `size`
+    # and no path: a no-op of a million files is not a million events through every sink.
+    files: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         # Plain attribute reads: dataclasses.asdict deep-copies and cost 30 us an event, which
@@ -30,6 +34,8 @@ class Event:
         out: dict[str, Any] = {"kind": self.kind}
         for name in _FIELDS:
             value = getattr(self, name)
+            if name == "files" and value == 1:
+                continue
             if value != "" and value is not None and value is not False:
                 out[name] = value
         return out
@@ -39,12 +45,23 @@ _FIELDS = tuple(f.name for f in fields(Event) if f.name != "kind")
 
 
 class ProgressSink(Protocol):
-    """Receives events; must not block (called on the event loop)."""
+    """Receives events; must not block (called on the event loop).
+
+    A sink with `each_skipped = False` is given unchanged files as one `skipped` event per
+    batch (`files` of them, `size` their bytes, no path); without the attribute it gets one each.
+    """
 
     def emit(self, event: Event) -> None: ...
 
 
+def each_skipped(sink: ProgressSink) -> bool:
+    """Whether `sink` wants a `skipped` event per unchanged file (see ProgressSink)."""
+    return bool(getattr(sink, "each_skipped", True))
+
+
 class NullSink:
+    each_skipped = False
+
     def emit(self, event: Event) -> None:
         return None
 
@@ -54,6 +71,10 @@ class FanoutSink:
 
     def __init__(self, *sinks: ProgressSink) -> None:
         self.sinks = list(sinks)
+
+    @property
+    def each_skipped(self) -> bool:
+        return any(each_skipped(sink) for sink in self.sinks)
 
     def emit(self, event: Event) -> None:
         for sink in self.sinks:

@@ -73,6 +73,7 @@ class Job:
         self._kick = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._watch_retry = 0.0
+        self._worker_retry = 0.0
         self._links_told: set[str] = set()  # skipped symbolic links already logged
         self.dirs = 0
         self.device = 0  # the source's file system at start: deletes stop if it changes (unmounted)
@@ -190,6 +191,16 @@ class Job:
             self._kick.set()
         if (self.watcher is None or not self.watcher.healthy()) and now >= self._watch_retry:
             await self._restart_watcher(now)
+        worker = self._worker
+        if worker is not None and worker.done() and now >= self._worker_retry:
+            # The walks and deletes stopped on a bug: start them again (at most every 30 s) and
+            # raise it here, where the daemon logs it with its traceback; never a silent job.
+            self._worker_retry = now + 30.0
+            self._worker = asyncio.create_task(self._work(), name=f"hubsync-job-{self.name}")
+            self.request_walk("")
+            failure = None if worker.cancelled() else worker.exception()
+            if failure is not None:
+                raise failure
 
     async def _restart_watcher(self, now: float) -> None:
         """A dead observer (a watch limit hit later, the folder gone...): start again and rescan; retry every 30 s."""

@@ -14,7 +14,7 @@ import os
 import posixpath
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transfer.engine import Engine, SendItem
@@ -48,7 +48,7 @@ def scan_under(root: Path, rel: str, excludes: Excludes, follow_symlinks: bool =
         return ScanResult()  # gone (or replaced by a file, which reports its own events)
     result = scan(folder, _Below(excludes, rel), follow_symlinks=follow_symlinks, root=root)
     result.links = [f"{rel}/{link}" for link in result.links]
-    result.files = [replace(f, rel=f"{rel}/{f.rel}") for f in result.files]
+    result.files = [f._replace(rel=f"{rel}/{f.rel}") for f in result.files]
     shown = display(rel)
     result.problems = [(shown if p in (display(str(folder)), ".") else f"{shown}/{p}", why) for p, why in result.problems]
     result.directories = [f"{rel}/{d}" for d in result.directories]

@@ -84,6 +84,8 @@ class JobSink:
         self.stats = stats
         self.clock = clock
 
+    each_skipped = False  # counts unchanged files, never names them
+
     def emit(self, event: Event) -> None:
         s, kind = self.stats, event.kind
         if kind == "started":
@@ -108,6 +110,6 @@ class JobSink:
             log_event(logging.WARNING, "failed", job=s.name, path=event.path, remote=event.remote,
                       error=event.message)
         elif kind == "skipped":
-            s.files_unchanged += 1
+            s.files_unchanged += event.files
         elif kind == "info" and event.message:
             log_event(logging.INFO, "info", event.message, job=s.name, path=event.path or None)
