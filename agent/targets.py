@@ -7,6 +7,7 @@ handled the same way above this module.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,17 +92,19 @@ class Target:
         return str(self.remote.target(rel))
 
     # -- the remote side -------------------------------------------------------------------
-    async def listing(self, services: Services, folder: str) -> list[RemoteEntry]:
+    async def listing(self, services: Services, folder: str, until: Collection[str] | None = None) -> list[RemoteEntry]:
+        """A remote folder's entries (all of them; with `until`, perhaps only up to those names)."""
         if isinstance(self.space, DatahubSpace):
-            return await DatahubTree(services.datahub()).list(self.space, folder)
-        return await services.tree().list(self.space, folder)
+            return await DatahubTree(services.datahub()).list(self.space, folder, until)
+        return await services.tree().list(self.space, folder, until)
 
     def list_folder(self, services: Services) -> ListFolder:
         """The engine's way to list a folder of this remote (verification before skipping)."""
 
-        async def list_folder(space: Space | DatahubSpace, folder: str) -> list[RemoteEntry]:
+        async def list_folder(space: Space | DatahubSpace, folder: str,
+                              until: Collection[str] | None = None) -> list[RemoteEntry]:
             try:
-                return await self.listing(services, folder)
+                return await self.listing(services, folder, until)
             except TransferError:
                 if isinstance(space, Space):
                     # Gone there, most likely (deleted since it was made): files sent into it

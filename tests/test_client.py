@@ -131,6 +131,33 @@ async def test_a_listing_asks_big_pages_and_survives_a_platform_that_caps_them(e
         assert all(int(p["requestFileAccount"]) == 1000 for p in pages)
 
 
+@pytest.mark.parametrize("cap", [0, 100])
+async def test_a_listing_for_some_names_stops_once_it_has_shown_them(emu: EmulatorThread, cap: int) -> None:
+    """A no-op's check and a confirmation look for names: a folder of 500 files whose page of 500
+    shows them all needs no second, empty request; a name not on the first page keeps it going,
+    and a platform capping pages at 100 is paged until the names are found."""
+    emu.config.faults.list_page_cap = cap
+    async with client_for(emu) as client:
+        for i in range(500):
+            emu.private_path(f"half/f{i:03}.bin").parent.mkdir(parents=True, exist_ok=True)
+            emu.private_path(f"half/f{i:03}.bin").write_bytes(b"y" * (i % 5))
+
+        async def requests(until: set[str] | None) -> tuple[int, dict[str, int]]:
+            before = len(emu.log_entries())
+            entries = await client.list_folder(Space.PRIVATE, "half", until)
+            pages = [e for e in emu.log_entries()[before:] if e["path"].endswith("/getFolderInfo")]
+            return len(pages), {e.name: e.size for e in entries}
+
+        whole, names = await requests(None)
+        assert whole == {0: 2, 100: 6}[cap] and len(names) == 500  # a full page of 500: one more asks for the rest
+        found, names = await requests({"f007.bin", "f499.bin"})
+        assert found == {0: 1, 100: 5}[cap] and names["f007.bin"] == 7 % 5 and names["f499.bin"] == 499 % 5
+        early, names = await requests({"f042.bin"})
+        assert early == 1 and names["f042.bin"] == 42 % 5  # on the first page, whatever the cap
+        missing, names = await requests({"f042.bin", "gone.bin"})
+        assert missing == whole and "gone.bin" not in names and len(names) == 500
+
+
 async def test_emulator_refuses_traversal_and_nothing_is_written(emu: EmulatorThread) -> None:
     async with client_for(emu) as client:
         for parent, name in [("..", "x"), ("a/../..", "x"), ("", ".."), ("", "a\\b"), ("", "nul\x00")]:

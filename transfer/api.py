@@ -8,7 +8,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -426,8 +426,15 @@ class PlatformClient:
         return jwt_claims(token.value) if token else {}
 
     # -- folders ---------------------------------------------------------------------------
-    async def list_folder(self, space: Space, folder: str) -> list[RemoteEntry]:
-        """Every entry of a folder, all pages (requestBegin is a 1-based item index)."""
+    async def list_folder(self, space: Space, folder: str, until: Collection[str] | None = None) -> list[RemoteEntry]:
+        """Every entry of a folder, all pages (requestBegin is a 1-based item index).
+
+        With `until` (the names a caller looks for), paging stops once all of them were seen:
+        the entries returned are then only part of the folder, enough to look those names up.
+        A page shorter than asked ends a folder only when shorter than LIST_PAGE_SURE (a platform
+        may cap a page below what is asked), so a folder of 500 names costs two requests whole,
+        one when the names looked for are all on its first page (a no-op's check, a confirmation).
+        """
         uid = (await self.user()).user_id
         entries: dict[str, RemoteEntry] = {}
         begin = 1
@@ -466,6 +473,8 @@ class PlatformClient:
                                             int(mtime) if isinstance(mtime, int | float) else None)
             # A platform reading requestBegin as a page number would repeat rows: stop then.
             if len(rows) < LIST_PAGE_SURE or new == 0:
+                return list(entries.values())
+            if until is not None and all(name in entries for name in until):
                 return list(entries.values())
             begin += len(rows)
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -26,7 +26,9 @@ from .switch import TransportSwitch
 log = logging.getLogger("hubsync.engine")
 T = TypeVar("T")
 # Lists one remote folder (all pages): how the engine checks the platform before skipping a file.
-ListFolder = Callable[[Space | DatahubSpace, str], Awaitable[list[RemoteEntry]]]
+#: (space, folder, names looked for) -> the folder's entries; it may stop listing once it has
+#: shown every one of those names (transfer.api.PlatformClient.list_folder's `until`).
+ListFolder = Callable[[Space | DatahubSpace, str, Collection[str]], Awaitable[list[RemoteEntry]]]
 LIST_CONCURRENCY = 8
 #: Batches planned at once (each its journal lookup and its folder's listing): a walk of small
 #: folders keeps LIST_CONCURRENCY listings in flight as one listing of the whole tree did.
@@ -293,7 +295,7 @@ class Engine:
         async def one(space: Space | DatahubSpace, folder: str, group: list[tuple[str, SendItem]]) -> None:
             async with limit:
                 try:
-                    listing = {e.name: e for e in await list_folder(space, folder)}
+                    listing = {e.name: e for e in await list_folder(space, folder, {name for name, _ in group})}
                 except AuthFailed:
                     raise
                 except TransferError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections import defaultdict
+from collections.abc import Collection
 
 from ..api import PlatformClient
 from ..bandwidth import TokenBucket
@@ -194,7 +195,8 @@ class ChunkedDestination:
                 by_folder[(file_space(items[i].target), items[i].target.folder)].append(i)
             waiting = []
             for (space, folder), group in by_folder.items():
-                listing = {e.name: e for e in await self.api.list_folder(space, folder)}
+                names = {items[i].target.name for i in group}
+                listing = {e.name: e for e in await self.api.list_folder(space, folder, until=names)}
                 for i in group:
                     target, size = items[i].target, items[i].size
                     entry = listing.get(target.name)
@@ -232,8 +234,9 @@ class FileStorageTree:
     def __init__(self, api: PlatformClient) -> None:
         self.api = api
 
-    async def list(self, space: Space, folder: str) -> builtins.list[RemoteEntry]:
-        return await self.api.list_folder(space, folder)
+    async def list(self, space: Space, folder: str, until: Collection[str] | None = None) -> builtins.list[RemoteEntry]:
+        """The folder's entries; with `until`, perhaps only those up to the last of these names."""
+        return await self.api.list_folder(space, folder, until)
 
     async def delete(self, space: Space, paths: builtins.list[str]) -> None:
         await self.api.delete(space, paths)

@@ -19,7 +19,7 @@ import builtins
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -372,7 +372,8 @@ class DatahubTree:
     def __init__(self, datahub: DatahubApi) -> None:
         self.datahub = datahub
 
-    async def list(self, space: DatahubSpace, folder: str) -> builtins.list[RemoteEntry]:
+    async def list(self, space: DatahubSpace, folder: str, until: Collection[str] | None = None) -> builtins.list[RemoteEntry]:
+        """The folder's entries, all of them (`until` is the file spaces' early stop; not used here)."""
         return await self.datahub.list_files(space, folder)
 
     async def delete(self, space: DatahubSpace, paths: builtins.list[str]) -> None:
