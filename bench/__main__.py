@@ -156,7 +156,8 @@ def method(quick: bool, runs: int) -> list[str]:
           " so above 1 means hubsync is faster.",
         "Every measured command is a child process reaped with os.wait4: wall time from spawn to exit (start-up,"
         " login, scan, hashing, transfer, merge, confirmation and exit all count), its own CPU time and its peak"
-        " RSS (ru_maxrss).",
+        " RSS (its VmHWM read from /proc every 20 ms: wait4's ru_maxrss counts the memory of the bench"
+        " process it was forked from).",
         "The platform is the emulator in its own process (`python -m emulator --port 0 --sftp-port 0 --root …`),"
         " restarted on an empty root before every measured run (so no instant upload, no leftover chunks),"
         " except where a case needs the remote to hold files (4, 6). Its CPU share = its utime+stime"

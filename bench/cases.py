@@ -413,7 +413,7 @@ def case_memory(b: Bench) -> CaseResult:
             state = b.state("state-noop")
             first_sync_of_many(b, emu, state)
             noop_hubsync(b, emu, state)
-    result = CaseResult(5, "Memory: hubsync's peak RSS (ru_maxrss from wait4)")
+    result = CaseResult(5, "Memory: hubsync's peak RSS (VmHWM)")
     big = human(b.data.sizes.big)
     for key, values in b.rss.items():
         if not values:

@@ -1,7 +1,7 @@
 """Processes the bench measures: the emulator in its own process, and measured child commands.
 
 Every measured command runs as a child process reaped with `os.wait4`, so its CPU time and
-peak RSS (`ru_maxrss`) are its own; the emulator's CPU time is read from /proc before and after.
+peak RSS (VmHWM, see _PeakRss) are its own; the emulator's CPU time is read from /proc before and after.
 """
 
 from __future__ import annotations
@@ -70,6 +70,45 @@ class Measured:
         return self
 
 
+class _PeakRss(threading.Thread):
+    """The child's own peak RSS: its VmHWM in /proc, read every 20 ms until it is reaped.
+
+    wait4's ru_maxrss is no good here: Linux carries the high-water mark of the memory the child
+    was forked (or vforked) from into it at exec, so every child of a bench process holding
+    150 MiB reported at least 150 MiB. VmHWM belongs to the memory map exec made, and only grows;
+    readings are taken once /proc shows the child's own command line (after its exec). A peak in
+    the last 20 ms before exit can be missed; a child that never showed its command line falls
+    back to ru_maxrss (then an upper bound).
+    """
+
+    def __init__(self, pid: int, argv: list[str], finished: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.finished = pid, finished
+        self.cmdline = ("\0".join(argv) + "\0").encode()
+        self.kib = 0
+
+    def run(self) -> None:
+        status, cmdline = f"/proc/{self.pid}/status", f"/proc/{self.pid}/cmdline"
+        own = False
+        while not self.finished.wait(0.02):
+            try:
+                if not own:
+                    with open(cmdline, "rb") as f:
+                        own = f.read() == self.cmdline
+                    if not own:
+                        continue
+                with open(status) as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            self.kib = max(self.kib, int(line.split()[1]))
+                            break
+            except (OSError, ValueError):
+                continue  # not started yet, or gone (a zombie has no VmHWM): the wait ends it
+
+    def mib(self, ru_maxrss_kib: int) -> float:
+        return (self.kib or ru_maxrss_kib) / 1024
+
+
 def run_measured(
     argv: list[str],
     *,
@@ -105,6 +144,8 @@ def run_measured(
     for t in readers:
         t.start()
     finished = threading.Event()
+    peak = _PeakRss(proc.pid, argv, finished)
+    peak.start()
     watcher = threading.Thread(target=watch, args=(proc.pid, finished), daemon=True) if watch else None
     if watcher is not None:
         watcher.start()
@@ -116,6 +157,7 @@ def run_measured(
         timer.cancel()
         finished.set()
     wall = time.perf_counter() - started
+    peak.join(timeout=30)
     if watcher is not None:
         watcher.join(timeout=30)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -128,7 +170,7 @@ def run_measured(
         returncode=proc.returncode,
         user=usage.ru_utime,
         system=usage.ru_stime,
-        maxrss_mib=usage.ru_maxrss / 1024,  # kilobytes on Linux
+        maxrss_mib=peak.mib(usage.ru_maxrss),
         emulator_cpu=emu_after - emu_before,
         lines=list(lines),
         stderr="".join(errors)[-20000:],
