@@ -76,15 +76,16 @@ class _PeakRss(threading.Thread):
     wait4's ru_maxrss is no good here: Linux carries the high-water mark of the memory the child
     was forked (or vforked) from into it at exec, so every child of a bench process holding
     150 MiB reported at least 150 MiB. VmHWM belongs to the memory map exec made, and only grows;
-    readings are taken once /proc shows the child's own command line (after its exec). A peak in
-    the last 20 ms before exit can be missed; a child that never showed its command line falls
-    back to ru_maxrss (then an upper bound).
+    readings are taken once /proc no longer shows the bench's own command line there (the child
+    has made its exec; a script shows its interpreter's). A peak in the last 20 ms before exit
+    can be missed; a child gone before its first reading falls back to ru_maxrss (an upper bound).
     """
 
-    def __init__(self, pid: int, argv: list[str], finished: threading.Event) -> None:
+    def __init__(self, pid: int, finished: threading.Event) -> None:
         super().__init__(daemon=True)
         self.pid, self.finished = pid, finished
-        self.cmdline = ("\0".join(argv) + "\0").encode()
+        with open("/proc/self/cmdline", "rb") as f:
+            self.parent = f.read()  # what a vforked child shows until its exec
         self.kib = 0
 
     def run(self) -> None:
@@ -94,7 +95,7 @@ class _PeakRss(threading.Thread):
             try:
                 if not own:
                     with open(cmdline, "rb") as f:
-                        own = f.read() == self.cmdline
+                        own = f.read() not in (self.parent, b"")
                     if not own:
                         continue
                 with open(status) as f:
@@ -144,7 +145,7 @@ def run_measured(
     for t in readers:
         t.start()
     finished = threading.Event()
-    peak = _PeakRss(proc.pid, argv, finished)
+    peak = _PeakRss(proc.pid, finished)
     peak.start()
     watcher = threading.Thread(target=watch, args=(proc.pid, finished), daemon=True) if watch else None
     if watcher is not None:
