@@ -41,8 +41,6 @@ class SyncWalk:
         # Local folders whose parent's listing showed them on the remote too (they alone are
         # listed); each is dropped once compared, so this holds at most the folders pending.
         self._on_remote: set[str] = {""}
-        # The file names of the folder being compared, until its files are counted (one folder's).
-        self._listed: dict[str, set[str]] = {}
 
     async def batches(self) -> AsyncIterator[Batch]:
         async for folder in folders(self.source, self.excludes, follow_symlinks=self.follow_symlinks):
@@ -51,11 +49,11 @@ class SyncWalk:
                 self.on_problem(rel, why)
             for link in folder.links:
                 self.on_link(link)
-            if self.deletes and not self.problems:  # after a problem the delete pass is refused anyway
-                await self._compare(folder)
             items, refused = self.target.items(folder.files)
-            if self.deletes and not self.problems:
-                self._count_added(folder, items)
+            if self.deletes and not self.problems:  # after a problem the delete pass is refused anyway
+                on_remote = await self._compare(folder)
+                # Files the listing did not show (every file of a folder the remote lacks) are new there.
+                self.added += sum(1 for item in items if on_remote is None or item.local.rel not in on_remote)
             yield Batch(items, refused, self.target.unreadable(folder.problems, self.source))
 
     def remote_after(self, failed: int) -> int:
@@ -63,19 +61,13 @@ class SyncWalk:
         (`failed` of its files failed; any of them may have been one the remote lacked)."""
         return self.remote_files + max(0, self.added - failed)
 
-    def _count_added(self, folder: Folder, items: list) -> None:
-        if folder.rel not in self._listed:
-            self.added += len(items)  # a folder the remote lacks: every file it sends is new there
-        else:
-            seen = self._listed.pop(folder.rel)
-            self.added += sum(1 for item in items if item.local.rel not in seen)
-
-    async def _compare(self, folder: Folder) -> None:
-        """The remote files of this folder (and of remote folders it lacks, whole) that it does not have."""
+    async def _compare(self, folder: Folder) -> set[str] | None:
+        """Note the remote files of this folder (and of remote folders it lacks, whole) that it does
+        not have; returns the files its listing showed, None when the remote lacks the folder."""
         if folder.rel not in self._on_remote:
-            return  # not on the remote: nothing there to delete
+            return None  # not on the remote: nothing there to delete
         self._on_remote.discard(folder.rel)
-        seen = self._listed[folder.rel] = set()
+        seen: set[str] = set()
         files = {f.rel for f in folder.files}
         walked, links = set(folder.directories), set(folder.links)  # a link's remote copy is kept
         target = self.target
@@ -96,3 +88,4 @@ class SyncWalk:
                 seen.add(child)
                 if child not in files and child not in links:
                     self.extra.append(child)
+        return seen

@@ -241,7 +241,7 @@ class Engine:
         confirmed (by remote; None where it showed none).
         """
         # Only these files' records (index lookups): the cost is the batch's, not the journal's.
-        keys = [self.namespace + item.remote for item in items]
+        keys = [self._key(item) for item in items]
         rows = await self.journal.plan_rows_of(keys)
         send: list[SendItem] = []
         unchanged: list[SendItem] = []
