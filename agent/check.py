@@ -30,7 +30,7 @@ from transfer.scope import RunScope
 from .output import EXIT_AUTH, EXIT_FAILED
 from .remotes import parse_remote
 from .render import CheckProgress, human_size
-from .scanner import Excludes, scan
+from .scanner import Excludes, scan, source_root
 from .service import Services, part_tag
 from .targets import Target, explain, resolve
 
@@ -168,7 +168,7 @@ class _Report:
 
 async def cmd_check(config: Any, out: Any, args: Any) -> int:
     remote = parse_remote(args.remote)
-    source = Path(args.source)
+    source = source_root(args.source)
     download = bool(getattr(args, "download", False))
     if not await asyncio.to_thread(os.path.lexists, source):
         raise ConfigError(f"source does not exist: {source}")

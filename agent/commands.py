@@ -23,7 +23,7 @@ from .output import EXIT_FAILED, EXIT_OK, Output
 from .remotes import DatahubRemote, FileRemote, Remote, parse_remote
 from .render import PlainLines, RichProgress, human_size
 from .runlog import recorded_run
-from .scanner import Excludes
+from .scanner import Excludes, source_root
 from .service import Services, part_tag
 from .syncwalk import SyncWalk
 from .targets import Target, created_note, finish, resolve, summary_fields
@@ -114,7 +114,7 @@ def _sync_options(remote: Remote, args: Any) -> None:
 async def cmd_sync(config: Config, out: Output, args: Any) -> int:
     remote = parse_remote(args.remote)
     _sync_options(remote, args)
-    source = Path(args.source)
+    source = source_root(args.source)
     if not await asyncio.to_thread(os.path.lexists, source):
         raise ConfigError(f"source does not exist: {source}")
     excludes = Excludes(list(args.exclude or []), part_tag=await part_tag(config))
@@ -307,7 +307,7 @@ async def _dry_run(services: Services, engine: Engine, walk: SyncWalk, target: T
     refusal = None
     if args.delete and not new_version:
         # The same verdict as the real pass: a refusal is shown, and the dry run exits 1 as it would.
-        refusal, deletes, _ = await _delete_verdict(services, target, walk, Path(args.source),
+        refusal, deletes, _ = await _delete_verdict(services, target, walk, source_root(args.source),
                                                     getattr(args, "max_delete", None))
         if refusal is not None:
             out.warn(f"note    {refusal}")

@@ -31,6 +31,15 @@ class ScanResult:
         return any(rel == link or rel.startswith(link + "/") for link in self.links)
 
 
+def source_root(text: str | os.PathLike[str]) -> Path:
+    """SRC as given on the command line, made absolute: the one spelling that keys the journal.
+
+    `abspath` (not `resolve`): `data`, `./data` and `/home/u/data` are one tree, while a SRC
+    that is itself a symbolic link keeps its own name (a link to a file is sent under that name).
+    """
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(text))))
+
+
 class Excludes:
     """gitignore-style patterns, matched against '/'-separated paths below the source.
 

@@ -220,3 +220,21 @@ def test_delete_is_refused_alike_by_dry_run_and_real_run_when_the_scan_had_probl
     real = run_cli(["--json", "sync", str(src), "private:/p", "--delete"], hub_env)
     assert real.returncode == 1  # the pipe is named as a failure
     assert emu.private_path("p/extra.txt").exists()
+
+
+def test_src_spelled_relative_or_absolute_is_the_same_tree(emu: EmulatorThread, hub_env: dict, tmp_path: Path) -> None:
+    """`data`, `./data/` and `/abs/data` key one journal entry: the second spelling hashes nothing."""
+    src = tmp_path / "src"
+    for i in range(4):
+        write_random(src / f"f{i}.bin", 1000 + i, seed=i)
+
+    def sync(spelling: str) -> dict:
+        result = subprocess.run(hubsync_cmd("--json", "sync", spelling, "private:/spell"), env=hub_env,
+                                capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return summary_of(result)
+
+    assert sync("src")["files_sent"] == 4
+    for spelling in (str(src), "./src/"):
+        again = sync(spelling)
+        assert (again["files_sent"], again["files_hashed"], again["files_skipped"]) == (0, 0, 4), spelling
